@@ -1,0 +1,1 @@
+"""Datasets (sources.py) and deterministic batching (pipeline.py)."""

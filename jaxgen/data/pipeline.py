@@ -1,0 +1,116 @@
+"""Deterministic batching: the batch of step s is a pure function of (seed, s).
+
+Because a batch depends on nothing but the step, the iterator position saved in a
+checkpoint is the step itself, a restarted run reads exactly the batches it would
+have read, and any number of processes see the same global batch (each process
+materialises only its own rows).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from jaxgen.data.sources import Split
+
+VALUE_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
+
+# Distinct stream ids so that shuffling and per-pixel noise never share random numbers.
+_SHUFFLE_STREAM, _NOISE_STREAM = 0, 1
+
+
+def to_model_range(pixels: np.ndarray, max_value: int, value_range: str,
+                   noise: np.ndarray | None = None, binarize: bool = False) -> np.ndarray:
+    """Integer pixels in 0..max_value -> float32 in the model's declared range.
+
+    With `noise` (uniform [0, 1), pixels' shape): binarize -> Bernoulli(pixels / max_value)
+    draws; otherwise uniform dequantisation (pixels + noise) / (max_value + 1).
+    """
+    if noise is None:
+        unit = pixels.astype(np.float32) / max_value
+    elif binarize:
+        unit = (noise < pixels.astype(np.float32) / max_value).astype(np.float32)
+    else:
+        unit = (pixels.astype(np.float32) + noise) / (max_value + 1)
+    low, high = VALUE_RANGES[value_range]
+    return unit * (high - low) + low
+
+
+class TrainStream:
+    """Shuffled, endless training batches, epoch by epoch without replacement.
+
+    Args:
+      split: the training split.
+      global_batch_size: rows per step over all processes.
+      seed: the experiment seed.
+      rows: this process's rows of each global batch (`parallel.process_rows`).
+      value_range: "unit" ([0, 1]) or "symmetric" ([-1, 1]).
+      binarize: replace pixels x in [0, 1] by Bernoulli(x) draws, fresh every step.
+      dequantize: add uniform noise to integer pixels before scaling (Theis et al. 2016),
+        so that a continuous density on the result bounds the discrete likelihood.
+    """
+
+    def __init__(self, split: Split, global_batch_size: int, seed: int, rows: slice,
+                 value_range: str = "unit", binarize: bool = False, dequantize: bool = False):
+        if global_batch_size > len(split):
+            raise ValueError(f"batch size {global_batch_size} exceeds the {len(split)} "
+                             "training examples")
+        if binarize and dequantize:
+            raise ValueError("data.binarize and data.dequantize exclude each other")
+        self.split = split
+        self.batch_size = global_batch_size
+        self.seed = seed
+        self.rows = rows
+        self.value_range = value_range
+        self.binarize = binarize
+        self.dequantize = dequantize
+        self.steps_per_epoch = len(split) // global_batch_size
+        self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+    def position(self, step: int) -> dict[str, int]:
+        """Where step `step` reads: saved beside each checkpoint for inspection."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        return {"step": step, "epoch": epoch, "batch_in_epoch": index}
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, _SHUFFLE_STREAM, epoch])
+            self._epoch_cache = (epoch, rng.permutation(len(self.split)))
+        return self._epoch_cache[1]
+
+    def batch_at(self, step: int) -> dict[str, np.ndarray]:
+        """This process's rows of step `step`: image float32 [b, H, W, C], label int32 [b]."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        global_rows = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        local = global_rows[self.rows]
+        pixels = self.split.images[local]
+        noise = None
+        if self.binarize or self.dequantize:
+            # Noise for the whole global batch, then this process's rows: the same
+            # numbers whatever the number of processes.
+            rng = np.random.default_rng([self.seed, _NOISE_STREAM, step])
+            noise = rng.random((self.batch_size,) + pixels.shape[1:], dtype=np.float32)[self.rows]
+        image = to_model_range(pixels, self.split.max_value, self.value_range, noise, self.binarize)
+        return {"image": image, "label": self.split.labels[local]}
+
+
+def eval_batches(split: Split, global_batch_size: int, rows: slice, value_range: str = "unit",
+                 binarize: bool = False, dequantize: bool = False, seed: int = 0,
+                 num_examples: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """The test split in order, once, padded to whole batches.
+
+    Yields this process's rows: image [b, H, W, C], label [b], mask float32 [b]
+    (0 on padding rows). Binarisation and dequantisation use a fixed seed, so every
+    evaluation sees the same test set.
+    """
+    total = min(num_examples, len(split)) if num_examples else len(split)
+    rng = np.random.default_rng([seed, _NOISE_STREAM, 2**31])
+    for start in range(0, total, global_batch_size):
+        index = np.arange(start, start + global_batch_size)
+        mask = (index < total).astype(np.float32)
+        index = np.minimum(index, total - 1)
+        pixels = split.images[index]
+        noise = rng.random(pixels.shape, dtype=np.float32) if binarize or dequantize else None
+        image = to_model_range(pixels, split.max_value, value_range, noise, binarize)
+        yield {"image": image[rows], "label": split.labels[index][rows], "mask": mask[rows]}

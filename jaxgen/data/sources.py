@@ -1,0 +1,160 @@
+"""Image datasets as in-memory integer arrays: scikit-learn digits, tfds, IDX files.
+
+Every source returns `Split`s of raw integer pixels; scaling, binarisation and
+batching happen in `pipeline.py`, the same for every source. The datasets this
+codebase targets (digits, MNIST-likes, CIFAR) fit in host memory many times over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+class DatasetError(RuntimeError):
+    """A dataset that cannot be found or read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """images: uint8 [N, H, W, C] with values in 0..max_value; labels: int32 [N]."""
+    images: np.ndarray
+    labels: np.ndarray
+    max_value: int
+    num_classes: int
+
+    def __post_init__(self):
+        if self.images.ndim != 4:
+            raise DatasetError(f"images must be [N, H, W, C], got shape {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise DatasetError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a model family needs to know of its data."""
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    max_value: int
+
+    @classmethod
+    def of(cls, split: Split) -> "DataSpec":
+        return cls(tuple(split.images.shape[1:]), split.num_classes, split.max_value)
+
+
+def load(source: str, name: str = "", data_dir: str = "") -> dict[str, Split]:
+    """Returns {"train": Split, "test": Split} for a `config.data` source."""
+    if source == "digits":
+        return load_digits()
+    if source == "idx":
+        return load_idx_dir(data_dir or DEBIAN_FASHION_MNIST)
+    if source == "tfds":
+        return load_tfds(name, data_dir or None)
+    raise DatasetError(f"unknown data source '{source}'")
+
+
+def load_digits(test_fraction: float = 0.2) -> dict[str, Split]:
+    """scikit-learn's 1,797 8x8 digits (values 0..16), split by a fixed permutation."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    bunch = sklearn_digits()
+    images = bunch.images.astype(np.uint8)[..., None]
+    labels = bunch.target.astype(np.int32)
+    order = np.random.default_rng(0).permutation(len(images))
+    num_test = int(round(test_fraction * len(images)))
+    test, train = order[:num_test], order[num_test:]
+    return {
+        "train": Split(images[train], labels[train], max_value=16, num_classes=10),
+        "test": Split(images[test], labels[test], max_value=16, num_classes=10),
+    }
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads one IDX file (optionally gzipped) of unsigned bytes."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) < 4:
+        raise DatasetError(f"IDX file {path} is truncated")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DatasetError(f"{path} is not an IDX file of unsigned bytes")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DatasetError(f"IDX file {path} holds {body.size} values, header says {shape}")
+    return body.reshape(shape)
+
+
+def load_idx_dir(directory: str) -> dict[str, Split]:
+    """A folder of the four standard (Fashion-)MNIST IDX files."""
+    splits = {}
+    for split, (image_file, label_file) in IDX_FILES.items():
+        image_path, label_path = (os.path.join(directory, f) for f in (image_file, label_file))
+        if not os.path.isfile(image_path) or not os.path.isfile(label_path):
+            raise DatasetError(f"no IDX files {image_file}, {label_file} in {directory}")
+        images = read_idx(image_path)[..., None]
+        labels = read_idx(label_path).astype(np.int32)
+        splits[split] = Split(images, labels, max_value=255, num_classes=10)
+    return splits
+
+
+def load_tfds(name: str, data_dir: str | None) -> dict[str, Split]:
+    """Any tfds image dataset with an "image" and a "label" feature, read without TensorFlow.
+
+    fashion_mnist falls back to Debian's `dataset-fashion-mnist` IDX files (the same
+    content tfds would download) when tfds has no prepared copy.
+    """
+    import tensorflow_datasets as tfds  # lazy: costs a second or more per process
+
+    try:
+        return _tfds_splits(tfds, name, data_dir, download=False)
+    except DatasetError:
+        raise
+    except Exception:  # not prepared: tfds raises several kinds
+        pass
+    if name == "fashion_mnist" and os.path.isfile(
+            os.path.join(DEBIAN_FASHION_MNIST, IDX_FILES["train"][0])):
+        return load_idx_dir(DEBIAN_FASHION_MNIST)
+    try:
+        return _tfds_splits(tfds, name, data_dir, download=True)
+    except Exception as e:  # offline, unknown name, ...
+        hint = (" or `apt-get install dataset-fashion-mnist` (Debian's IDX files)"
+                if name == "fashion_mnist" else "")
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise DatasetError(f"dataset '{name}' is not prepared in tfds data_dir={data_dir} and "
+                           f"could not be downloaded ({reason}); prepare it with "
+                           f"`tfds build {name}` on a machine with internet{hint}") from None
+
+
+def _tfds_splits(tfds, name: str, data_dir: str | None, download: bool) -> dict[str, Split]:
+    splits = {}
+    for split in ("train", "test"):
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+        features = source.dataset_info.features
+        if "image" not in features or "label" not in features:
+            raise DatasetError(f"tfds dataset '{name}' has no 'image' and 'label' features")
+        records = source.__getitems__(list(range(len(source))))
+        images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
+        if images.ndim == 3:
+            images = images[..., None]
+        labels = np.asarray([r["label"] for r in records], dtype=np.int32)
+        splits[split] = Split(images, labels, max_value=255,
+                              num_classes=int(features["label"].num_classes))
+    return splits

@@ -1,0 +1,1 @@
+"""Flax linen modules only: no losses, no optimisers."""

@@ -1,0 +1,77 @@
+"""Metric writers: console, metrics.jsonl and TensorBoard.
+
+clu's writers import TensorFlow at import time (seconds per process), so TensorBoard
+events are written by tensorboardX, which needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Mapping
+
+import numpy as np
+
+log = logging.getLogger("jaxgen")
+
+
+class Writer:
+    """Writes scalars and images for process 0; a no-op elsewhere."""
+
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if not enabled:
+            return
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def scalars(self, step: int, split: str, values: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        values = {k: float(v) for k, v in values.items()}
+        self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        self._jsonl.flush()
+        log.info("%s step %d: %s", split, step,
+                 ", ".join(f"{k}={v:.5g}" for k, v in sorted(values.items())))
+        if self._tb is not None:
+            for k, v in values.items():
+                self._tb.add_scalar(f"{split}/{k}", v, step)
+
+    def image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """image: uint8 [H, W, C]."""
+        if self.enabled and self._tb is not None:
+            self._tb.add_image(tag, image, step, dataformats="HWC")
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
+    """The rows of `workdir/metrics.jsonl` in step order, optionally of one split.
+
+    A resumed run logs again the steps between its last checkpoint and the kill;
+    the later row of a (split, step) wins.
+    """
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    rows = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows[(row["split"], row["step"])] = row
+    return sorted((r for r in rows.values() if split is None or r["split"] == split),
+                  key=lambda r: (r["step"], r["split"]))
