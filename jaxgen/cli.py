@@ -106,3 +106,17 @@ def prepare(flags: argparse.Namespace, overrides: list[str]):
         raise config_lib.ConfigError("data.binarize and data.dequantize exclude each other")
     family = registry.build(config, sources.DataSpec.of(splits["train"]))
     return config, splits, family
+
+
+def restore(flags: argparse.Namespace, overrides: list[str]):
+    """(config, splits, family, trainer, state) of the workdir's newest checkpoint."""
+    from jaxgen.checkpoint import Checkpointer
+    from jaxgen.trainer import Trainer
+    config, splits, family = prepare(flags, overrides)
+    trainer = Trainer(config, family, splits)
+    checkpointer = Checkpointer(os.path.join(flags.workdir, "checkpoints"), config.checkpoint.keep)
+    restored = checkpointer.restore_latest(trainer.abstract_state())
+    checkpointer.close()
+    if restored is None:
+        raise config_lib.ConfigError(f"no readable checkpoint in {flags.workdir}/checkpoints")
+    return config, splits, family, trainer, restored[0]

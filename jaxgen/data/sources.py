@@ -150,7 +150,7 @@ def _tfds_splits(tfds, name: str, data_dir: str | None, download: bool) -> dict[
         features = source.dataset_info.features
         if "image" not in features or "label" not in features:
             raise DatasetError(f"tfds dataset '{name}' has no 'image' and 'label' features")
-        records = source.__getitems__(list(range(len(source))))
+        records = [source[i] for i in range(len(source))]
         images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
         if images.ndim == 3:
             images = images[..., None]

@@ -1,0 +1,80 @@
+"""python -m jaxgen.sample --workdir=DIR [--num=64] [--config.KEY=VALUE]
+
+Pictures from the newest checkpoint, written to DIR/samples/: a grid of samples and,
+for families with a latent space (encode/decode), linear and spherical interpolations
+between test images, attribute arithmetic, and a scatter plot of 2-D latents.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen import cli, latent, parallel, viz
+from jaxgen.data.pipeline import to_model_range
+
+
+def main(argv: list[str]) -> None:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--num", type=int, default=64, help="images in the sample grid")
+    p.add_argument("--steps", type=int, default=10, help="images along an interpolation")
+    p.add_argument("--attribute", default="0,1",
+                   help="FROM,TO classes: adds alpha * (mean z of TO - mean z of FROM)")
+    flags, overrides = cli.parse(p, argv)
+    cli.init_runtime(flags)
+    config, splits, family, trainer, state = cli.restore(flags, overrides)
+    outdir = os.path.join(flags.workdir, "samples")
+    step = int(state.step)
+
+    images = viz.to_uint8(trainer.sample_images(state, flags.num, index=1), family.value_range)
+    written = []
+    if parallel.is_primary():
+        path = os.path.join(outdir, f"sample_grid_step_{step:07d}.png")
+        viz.save_png(path, viz.grid(images, rows=int(math.sqrt(flags.num))))
+        written.append(path)
+    if latent.has_latent_space(family) and parallel.is_primary():
+        written += latent_pictures(family, state, splits, config, flags, outdir, step)
+    for path in written:
+        print(path)
+
+
+def latent_pictures(family, state, splits, config, flags, outdir: str, step: int) -> list[str]:
+    params = state.params_for_sampling()
+    test = splits["test"]
+    count = min(len(test), 2000)
+    x = jnp.asarray(to_model_range(test.images[:count], test.max_value, family.value_range))
+    y = test.labels[:count]
+    conditional = getattr(family, "num_classes", 0) > 0
+    labels = jnp.asarray(y) if conditional else None
+    other = int(np.argmax(y != y[0]))  # the first test image of another class
+    rows = []
+    for spherical in (False, True):
+        rows.append(latent.interpolate(family, params, x[0], x[other], flags.steps, spherical,
+                                       *((int(y[0]), int(y[other])) if conditional else ())))
+    paths = [os.path.join(outdir, f"interpolation_step_{step:07d}.png")]
+    strip = viz.to_uint8(np.concatenate(rows), family.value_range)
+    viz.save_png(paths[-1], viz.grid(strip, rows=2))  # row 1 linear, row 2 spherical
+
+    if not conditional:
+        source, target = (int(c) for c in flags.attribute.split(","))
+        means = latent.class_means(family, params, x, jnp.asarray(y), test.num_classes)
+        direction = means[target] - means[source]
+        alphas = jnp.linspace(0.0, 1.5, flags.steps)
+        starts = np.flatnonzero(y == source)[:4]
+        strips = [latent.attribute_strip(family, params, x[i], direction, alphas) for i in starts]
+        paths.append(os.path.join(outdir, f"attribute_{source}_to_{target}_step_{step:07d}.png"))
+        viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
+                                         rows=len(starts)))
+
+    if family.latent_dim == 2:
+        z = np.asarray(latent.encode_mean(family, params, x, labels))
+        paths.append(os.path.join(outdir, f"latent_scatter_step_{step:07d}.png"))
+        viz.scatter_2d(paths[-1], z, y, f"test latents (posterior means), step {step}")
+    return paths
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)
