@@ -149,6 +149,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
     """Trains until config.train.num_steps, resuming from the newest checkpoint in workdir."""
     trainer = Trainer(config, family, splits)
     primary = parallel.is_primary()
+    log.info("process %d of %d reads rows %d:%d of each global batch of %d",
+             jax.process_index(), jax.process_count(), trainer.rows.start, trainer.rows.stop,
+             config.train.batch_size)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep)
     writer = Writer(workdir, enabled=primary)
     try:
@@ -182,31 +185,34 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
     from tqdm import tqdm
     bar = tqdm(total=num_steps, initial=start, disable=not parallel.is_primary(),
                unit="step", dynamic_ncols=True, mininterval=1.0)
-    for step in range(start, num_steps):
-        state, metrics = trainer.step_fn(state, trainer.global_batch(trainer.stream.batch_at(step)))
-        pending.append(metrics)
-        done = step + 1
-        bar.update(1)
-        last = done == num_steps
-        log_now = done % config.train.log_every_steps == 0 or last
-        save_now = done % config.checkpoint.every_steps == 0 or last
-        if log_now or save_now:
-            means = _check_finite(pending, done, checkpointer)
-            pending = []
-            if log_now:
-                now = time.perf_counter()
-                rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
-                last_log = (done, now)
-                means.update(steps_per_sec=rate, images_per_sec=rate * config.train.batch_size)
-                writer.scalars(done, "train", means)
-                bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}")
-        if done % config.eval.every_steps == 0 or last:
-            writer.scalars(done, "test", trainer.evaluate(state))
-        if done % config.sample.every_steps == 0 or last:
-            _write_samples(trainer, state, writer, workdir, done)
-        if save_now:
-            checkpointer.save(done, state, trainer.stream.position(done))
-    bar.close()
+    try:
+        for step in range(start, num_steps):
+            batch = trainer.global_batch(trainer.stream.batch_at(step))
+            state, metrics = trainer.step_fn(state, batch)
+            pending.append(metrics)
+            done = step + 1
+            bar.update(1)
+            last = done == num_steps
+            log_now = done % config.train.log_every_steps == 0 or last
+            save_now = done % config.checkpoint.every_steps == 0 or last
+            if log_now or save_now:
+                means = _check_finite(pending, done, checkpointer)
+                pending = []
+                if log_now:
+                    now = time.perf_counter()
+                    rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
+                    last_log = (done, now)
+                    means.update(steps_per_sec=rate, images_per_sec=rate * config.train.batch_size)
+                    writer.scalars(done, "train", means)
+                    bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}")
+            if done % config.eval.every_steps == 0 or last:
+                writer.scalars(done, "test", trainer.evaluate(state))
+            if done % config.sample.every_steps == 0 or last:
+                _write_samples(trainer, state, writer, workdir, done)
+            if save_now:
+                checkpointer.save(done, state, trainer.stream.position(done))
+    finally:
+        bar.close()
     if parallel.is_primary():
         rows = read_metrics(workdir)
         viz.curves(os.path.join(workdir, "loss_curves.png"),

@@ -1,0 +1,196 @@
+"""Training end to end: progress, parallel equivalence, resume, and failure handling."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxgen import cli, trainer
+from jaxgen.writers import read_metrics
+from tests.helpers import ROOT, TINY, env_with_devices, run_cli, train_tiny
+
+
+def _final_params(workdir):
+    directory = os.path.join(workdir, "checkpoints")
+    manager = ocp.CheckpointManager(directory)
+    step = manager.latest_step()
+    # Saved on another topology (e.g. 8 devices): restore onto this process's first device.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    metadata = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state"))
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata.item_metadata.tree)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))
+    manager.close()
+    return step, restored["state"]
+
+
+def _assert_same_metrics(rows_a, rows_b, rtol=1e-4):
+    assert [(r["step"], r["split"]) for r in rows_a] == [(r["step"], r["split"]) for r in rows_b]
+    for a, b in zip(rows_a, rows_b):
+        for key in ("loss", "neg_elbo", "recon", "kl"):
+            if key in a:
+                np.testing.assert_allclose(a[key], b[key], rtol=rtol, err_msg=f"{key} {a['step']}")
+
+
+def test_training_on_digits_lowers_the_test_neg_elbo(tmp_path):
+    flags, overrides = cli.parse(cli.parser(""), [*TINY, f"--workdir={tmp_path}",
+                                                  "--config.train.num_steps=400",
+                                                  "--config.eval.every_steps=400",
+                                                  "--config.eval.num_examples=0"])
+    config, splits, family = cli.prepare(flags, overrides)
+    before = trainer.Trainer(config, family, splits)
+    initial = before.evaluate(before.init_state())["neg_elbo"]
+    state = trainer.train(config, str(tmp_path), family, splits)
+    final = read_metrics(str(tmp_path), "test")[-1]["neg_elbo"]
+    assert int(state.step) == 400
+    assert final < initial - 10.0, (initial, final)  # ~44 nats at init on binary 8x8 digits
+    assert os.path.isfile(tmp_path / "samples" / "step_0000400.png")
+    assert os.path.isfile(tmp_path / "loss_curves.png")
+
+
+def test_eight_devices_give_the_losses_of_one(tmp_path):
+    train_tiny(str(tmp_path / "one"), 40, num_devices=1)
+    train_tiny(str(tmp_path / "eight"), 40, num_devices=8)
+    _assert_same_metrics(read_metrics(str(tmp_path / "one")), read_metrics(str(tmp_path / "eight")))
+    _, one = _final_params(str(tmp_path / "one"))
+    _, eight = _final_params(str(tmp_path / "eight"))
+    for a, b in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(eight["params"])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_losses_of_one_with_four_devices(tmp_path):
+    train_tiny(str(tmp_path / "single"), 30, num_devices=4)
+    port = _free_port()
+    workdir = str(tmp_path / "multi")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "jaxgen.train", *TINY, f"--workdir={workdir}",
+         "--config.train.num_steps=30", f"--coordinator_address=127.0.0.1:{port}",
+         "--num_processes=2", f"--process_id={i}"],
+        cwd=ROOT, env=env_with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    _assert_same_metrics(read_metrics(str(tmp_path / "single")), read_metrics(workdir))
+    # Each process fed only its own half of every global batch of 32.
+    assert "process 0 of 2 reads rows 0:16" in outputs[0][1]
+    assert "process 1 of 2 reads rows 16:32" in outputs[1][1]
+    # Only process 0 wrote logs: no line twice, one TensorBoard event file.
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        lines = f.readlines()
+    assert len(lines) == len(set(lines)) == len(read_metrics(workdir))
+    assert len(os.listdir(os.path.join(workdir, "tensorboard"))) == 1
+
+
+def test_sigkill_and_restart_end_at_the_uninterrupted_parameters(tmp_path):
+    steps = 300
+    train_tiny(str(tmp_path / "straight"), steps)
+    workdir = str(tmp_path / "killed")
+    args = [sys.executable, "-m", "jaxgen.train", *TINY, f"--workdir={workdir}",
+            f"--config.train.num_steps={steps}"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env_with_devices(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        saved = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
+            checkpoints) else []
+        if saved and max(saved) >= 60:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+    assert killed_at < steps
+    result = run_cli("train", args[3:])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from step" in result.stderr
+    step_a, straight = _final_params(str(tmp_path / "straight"))
+    step_b, resumed = _final_params(workdir)
+    assert step_a == step_b == steps
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path)
+    result = run_cli("train", [*TINY, f"--workdir={workdir}", "--config.train.num_steps=60",
+                               "--config.family=tests.nan_family:NanVAE"])
+    assert result.returncode == 3
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: non-finite loss") and "at step 26" in last, last
+    assert "last good checkpoint: step 20" in last
+    assert sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == [10, 20]
+    sampled = run_cli("sample", [f"--workdir={workdir}", "--num=4"])
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path):
+    workdir = str(tmp_path)
+    train_tiny(workdir, 30)
+    state_dir = tmp_path / "checkpoints" / "30" / "state"
+    for path in state_dir.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name.lower():
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    result = run_cli("evaluate", [f"--workdir={workdir}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "checkpoint 30 is unreadable" in result.stderr
+    assert json.load(open(tmp_path / "metrics.json"))["step"] == 20
+    assert (tmp_path / "checkpoints_broken" / "30").is_dir()
+    resumed = run_cli("train", [*TINY, f"--workdir={workdir}", "--config.train.num_steps=30"])
+    assert resumed.returncode == 0 and "resumed from step 20" in resumed.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.train.foo=1"], "unknown config key 'train.foo'"),
+    (["--config.train.num_steps=abc"], "config key 'train.num_steps' expects int, got 'abc'"),
+    (["--config.train.batch_size=30"], "train.batch_size=30 is not divisible by the 8 devices"),
+    (["--config.data.source=idx", "--config.data.data_dir=/nonexistent"], "no IDX files"),
+    (["--config=experiments/nope.py"], "config file not found: experiments/nope.py"),
+])
+def test_bad_input_is_one_line_and_touches_no_workdir(tmp_path, args, message):
+    workdir = tmp_path / "run"
+    result = run_cli("train", [*TINY, f"--workdir={workdir}", *args], num_devices=8)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, result.stderr[-2000:]
+    assert not workdir.exists()
+
+
+def test_a_workdir_refuses_a_config_that_changes_the_model(tmp_path):
+    train_tiny(str(tmp_path), 10)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli("train", [*TINY, f"--workdir={tmp_path}", "--config.train.num_steps=20",
+                               "--config.model.latent_dim=5"])
+    assert result.returncode == 2
+    assert "model.latent_dim=4" in result.stderr and "use a new workdir" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_sample_and_evaluate_write_their_outputs(tmp_path):
+    train_tiny(str(tmp_path), 20)
+    sampled = run_cli("sample", [f"--workdir={tmp_path}", "--num=9", "--steps=5"])
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    for name in ("sample_grid", "interpolation", "attribute_0_to_1"):
+        assert (tmp_path / "samples" / f"{name}_step_0000020.png").is_file()
+    evaluated = run_cli("evaluate", [f"--workdir={tmp_path}", "--num_examples=64"])
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    values = json.load(open(tmp_path / "metrics.json"))["values"]
+    assert values["iwae_nll"] <= values["neg_elbo"] + 1.0
+    assert values["neg_elbo_bits_per_dim"] > 0 and "pca_recon_mse_per_pixel" in values
