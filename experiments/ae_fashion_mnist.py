@@ -5,28 +5,19 @@ python -m jaxgen.train --config=experiments/ae_fashion_mnist.py --workdir=runs/a
 ARG (optional): the latent dimension (default 16).
 """
 
-from jaxgen.config import base_config
+from jaxgen.objectives.autoencoder import default_config
 
 
 def get_config(latent_dim: str = "16"):
-    c = base_config()
-    c.family = "ae"
+    c = default_config()
     c.data.source = "tfds"
     c.data.name = "fashion_mnist"
-
     c.model.latent_dim = int(latent_dim)
-    c.model.features = (32, 64)
-    c.model.hidden = 256
-    c.model.loss = "mse"
-
     c.train.num_steps = 6000
     c.train.batch_size = 128
-    c.train.learning_rate = 1e-3
     c.train.log_every_steps = 200
-
     c.eval.every_steps = 2000
     c.eval.batch_size = 500
     c.sample.every_steps = 2000
-    c.sample.num = 64
     c.checkpoint.every_steps = 1000
     return c

@@ -147,6 +147,7 @@ class Trainer:
 def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
           splits: dict[str, Split]) -> TrainState:
     """Trains until config.train.num_steps, resuming from the newest checkpoint in workdir."""
+    os.makedirs(workdir, exist_ok=True)
     trainer = Trainer(config, family, splits)
     primary = parallel.is_primary()
     log.info("process %d of %d reads rows %d:%d of each global batch of %d",

@@ -12,12 +12,23 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen.config import ConfigError, require
+from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.autoencoder import AutoEncoder
 from jaxgen.state import TrainState, make_optimizer
 
 LOSSES = ("mse", "bce")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The autoencoder's keys with their defaults; experiments override what differs."""
+    c = base_config()
+    c.family = "ae"
+    c.model.latent_dim = 16
+    c.model.features = (32, 64)
+    c.model.hidden = 256
+    c.model.loss = "mse"
+    return c
 
 
 class AEFamily:

@@ -15,11 +15,30 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen.config import ConfigError, require
+from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.autoencoder import AutoEncoder
 from jaxgen.objectives import likelihoods as lk
 from jaxgen.state import TrainState, make_optimizer
+
+
+def default_config(decoder: str = "bernoulli") -> ml_collections.ConfigDict:
+    """The VAE's keys with their defaults; experiments override what differs."""
+    c = base_config()
+    c.family = "vae"
+    # Bernoulli likelihoods are proper on binary pixels; Gaussian ones on dequantised pixels.
+    c.data.binarize = decoder == "bernoulli"
+    c.data.dequantize = decoder != "bernoulli"
+    c.model.latent_dim = 16
+    c.model.features = (32, 64)
+    c.model.hidden = 256
+    c.model.decoder = decoder
+    c.model.decoder_std = 0.1  # gaussian_fixed only
+    c.model.beta = 1.0
+    c.model.conditional = False
+    c.eval.iwae_samples = 1000
+    c.eval.iwae_chunk = 50
+    return c
 
 
 class VAEFamily:
