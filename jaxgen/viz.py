@@ -29,11 +29,12 @@ def grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.ndarra
     return canvas
 
 
-def save_png(path: str, image: np.ndarray, min_size: int = 256) -> None:
-    """Saves uint8 [H, W, C]; small images are enlarged (nearest neighbour) to be seen."""
+def save_png(path: str, image: np.ndarray, min_size: int = 256, max_size: int = 2048) -> None:
+    """Saves uint8 [H, W, C]; small images are enlarged (nearest neighbour) until the short
+    side reaches min_size or the long side max_size, so 8x8 digits can be seen."""
     from PIL import Image
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    factor = max(1, min_size // max(image.shape[:2]))
+    factor = max(1, min(min_size // min(image.shape[:2]), max_size // max(image.shape[:2])))
     image = image.repeat(factor, axis=0).repeat(factor, axis=1)
     mode_image = image[..., 0] if image.shape[-1] == 1 else image
     tmp = path + ".tmp"
