@@ -146,7 +146,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.source=tfds needs data.name (e.g. fashion_mnist)")
     for key in ("train.num_steps", "train.batch_size", "eval.batch_size", "checkpoint.every_steps",
-                "checkpoint.keep", "train.log_every_steps", "eval.every_steps", "sample.every_steps"):
+                "checkpoint.keep", "train.log_every_steps", "eval.every_steps",
+                "sample.every_steps"):
         section, name = key.split(".")
         if config[section][name] <= 0:
             raise ConfigError(f"{key} must be positive, got {config[section][name]}")

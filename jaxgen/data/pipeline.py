@@ -82,7 +82,8 @@ class TrainStream:
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows of step `step`: image float32 [b, H, W, C], label int32 [b]."""
         epoch, index = divmod(step, self.steps_per_epoch)
-        global_rows = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        first = index * self.batch_size
+        global_rows = self._permutation(epoch)[first:first + self.batch_size]
         local = global_rows[self.rows]
         pixels = self.split.images[local]
         noise = None
