@@ -25,10 +25,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup.sh: creating .venv with $("$py" --version)"
   "$py" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c 'import jax, flax, optax, orbax.checkpoint, jaxgen' \
-  || { echo "setup.sh: installation failed" >&2; exit 1; }
+log=.venv/pip-install.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip \
+       && .venv/bin/python -m pip install -q -e '.[test]'; } >"$log" 2>&1 \
+   || ! .venv/bin/python -c 'import jax, flax, optax, orbax.checkpoint, jaxgen' 2>>"$log"; then
+  tail -n 40 "$log" >&2
+  echo "setup.sh: installation failed (full log: $log)" >&2
+  exit 1
+fi
 
 fmnist=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 if [ ! -f "$fmnist" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
