@@ -1,7 +1,7 @@
 """Convolutional encoder and decoder for autoencoders and VAEs.
 
 Resolution changes by stride-2 convolutions down and nearest-neighbour upsampling
-followed by a convolution up (no ConvTranspose: it is ~20x slower on XLA:CPU, and
+followed by a convolution up (a transposed convolution is ~20x slower on XLA:CPU, and
 upsample + conv avoids checkerboard artefacts, Odena et al. 2016).
 """
 
