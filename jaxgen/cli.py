@@ -61,7 +61,7 @@ def resolve_config(flags: argparse.Namespace, overrides: list[str]) -> ml_collec
     if not os.path.isfile(saved):
         raise config_lib.ConfigError(f"no --config given and no {saved} to continue from")
     with open(saved, encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = config_lib.fill_defaults(ml_collections.ConfigDict(json.load(f)))
     for override in overrides:
         key, _, text = override.partition("=")
         config_lib.set_value(config, key, text)

@@ -62,6 +62,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.every_steps = 500
     c.eval.batch_size = 256
     c.eval.num_examples = 0  # 0: the whole test split
+    # Sample metrics (jaxgen.evaluate): FID, KID, precision/recall, mode coverage.
+    c.eval.num_samples = 10000  # 0: likelihood metrics only
+    c.eval.sample_batch_size = 500  # global, over all devices
+    c.eval.extractor = "classifier"  # classifier | inception (FID-family features only)
+    c.eval.inception_weights = ""  # local .npz of Inception-v3 weights; never downloaded
+    c.eval.extractor_steps = 3000  # training steps of the dataset's classifier
+    c.eval.extractor_dir = ""  # cache of trained classifiers; "" = $JAXGEN_CACHE/extractors
+    c.eval.pr_k = 3  # k of the k-NN manifolds of precision/recall
+    c.eval.kid_block_size = 1000
+    c.eval.coverage_threshold = 0.1  # covered: share >= threshold * the data's share
 
     c.sample = ml_collections.ConfigDict()
     c.sample.every_steps = 500
@@ -145,19 +155,26 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         raise ConfigError(f"data.source must be digits, tfds or idx, got '{config.data.source}'")
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.source=tfds needs data.name (e.g. fashion_mnist)")
-    for key in ("train.num_steps", "train.batch_size", "eval.batch_size", "checkpoint.every_steps",
+    for key in ("train.num_steps", "train.batch_size", "eval.batch_size",
+                "eval.sample_batch_size", "eval.extractor_steps", "checkpoint.every_steps",
                 "checkpoint.keep", "train.log_every_steps", "eval.every_steps",
                 "sample.every_steps"):
         section, name = key.split(".")
         if config[section][name] <= 0:
             raise ConfigError(f"{key} must be positive, got {config[section][name]}")
-    for key in ("train.batch_size", "eval.batch_size"):
+    for key in ("train.batch_size", "eval.batch_size", "eval.sample_batch_size"):
         section, name = key.split(".")
         size = config[section][name]
         if size % num_devices:
             raise ConfigError(f"{key}={size} is not divisible by the {num_devices} devices")
         if size % num_processes:
             raise ConfigError(f"{key}={size} is not divisible by the {num_processes} processes")
+    if config.eval.extractor not in ("classifier", "inception"):
+        raise ConfigError(f"eval.extractor must be classifier or inception, got "
+                          f"'{config.eval.extractor}'")
+    if config.eval.num_samples < 0 or config.eval.pr_k < 1 or config.eval.kid_block_size < 2:
+        raise ConfigError("eval.num_samples must be >= 0, eval.pr_k >= 1, "
+                          "eval.kid_block_size >= 2")
     if not 0.0 <= config.train.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
 
@@ -179,6 +196,19 @@ def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str
         key = changed[0]
         raise ConfigError(f"workdir {workdir} was made with {key}={old.get(key)!r}, now "
                           f"{new.get(key)!r} ({len(changed)} keys differ); use a new workdir")
+
+
+def fill_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Adds keys of base_config() that a config saved by an older jaxgen lacks."""
+    def fill(node, defaults):
+        for key, value in defaults.items():
+            if key not in node:
+                node[key] = value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+                    node[key], ml_collections.ConfigDict):
+                fill(node[key], value)
+    fill(config, base_config())
+    return config
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

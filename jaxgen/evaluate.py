@@ -1,8 +1,11 @@
-"""python -m jaxgen.evaluate --workdir=DIR [--num_examples=N] [--config.eval.KEY=VALUE]
+"""python -m jaxgen.evaluate --workdir=DIR [--num_samples=N] [--config.eval.KEY=VALUE]
 
-The family's metrics on the test split (its `evaluate_step` when it has one, else its
-`eval_step`), written to DIR/metrics.json and printed as a table. Families with a
-latent space also get their reconstruction error beside PCA's at the same dimension.
+Every metric of the newest checkpoint, written to DIR/metrics.json and printed as a
+table: the family's likelihood metrics on the test split (its `evaluate_step` when it
+has one, else its `eval_step`); for families that sample, FID, KID, precision/recall,
+mode coverage (and conditional accuracy) of N samples against the test split, beside
+the same metrics of N held-out real images; for families with a latent space, the
+reconstruction error beside PCA's at the same dimension.
 """
 
 from __future__ import annotations
@@ -20,40 +23,78 @@ from jaxgen.data.pipeline import to_model_range
 
 def main(argv: list[str]) -> None:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--num_examples", type=int, default=0, help="test examples; 0: all")
+    p.add_argument("--num_examples", type=int, default=None,
+                   help="test examples for likelihoods; default config.eval.num_examples (0: all)")
+    p.add_argument("--num_samples", type=int, default=None,
+                   help="samples for FID etc.; default config.eval.num_samples (0: none)")
     flags, overrides = cli.parse(p, argv)
+    if flags.num_samples is not None:
+        overrides.append(f"eval.num_samples={flags.num_samples}")
+    if flags.num_examples is not None:
+        overrides.append(f"eval.num_examples={flags.num_examples}")
     cli.init_runtime(flags)
     config, splits, family, trainer, state = cli.restore(flags, overrides)
+    if config.eval.num_samples and config.eval.extractor == "inception":
+        from jaxgen.eval.inception import check_weights_file
+        check_weights_file(config.eval.inception_weights)  # before any work
     start = time.perf_counter()
-    values = trainer.evaluate(state, getattr(family, "evaluate_step", None), flags.num_examples)
+    values = trainer.evaluate(state, getattr(family, "evaluate_step", None))
     test = splits["test"]
-    num_examples = min(flags.num_examples or len(test), len(test))
+    num_examples = min(config.eval.num_examples or len(test), len(test))
     if latent.has_latent_space(family) and family.value_range == "unit":
-        count = min(num_examples, 2000)
-        x = to_model_range(test.images[:count], test.max_value, family.value_range)
-        labels = jnp.asarray(test.labels[:count]) if getattr(family, "num_classes", 0) else None
-        values["recon_mse_per_pixel"] = latent.reconstruction_mse(
-            family, state.params_for_sampling(), jnp.asarray(x), labels)
-        train = splits["train"]
-        values["pca_recon_mse_per_pixel"] = latent.pca_reconstruction_mse(
-            to_model_range(train.images, train.max_value, family.value_range), x,
-            family.latent_dim)
+        values.update(reconstruction_metrics(family, state, splits, num_examples))
     record = {
         "step": int(state.step),
         "values": values,
         "num_examples": num_examples,
         "seed": config.seed,
         "eval_config": config.eval.to_dict(),
-        "seconds": time.perf_counter() - start,
         "run": config_lib.run_record(),
     }
+    if config.eval.num_samples and hasattr(family, "sample"):
+        from jaxgen.eval.runner import sample_metrics
+        found = sample_metrics(trainer, state, splits, config.eval.num_samples)
+        values.update(found["model"])
+        record["real"] = found.pop("real")
+        record.update({k: v for k, v in found.items() if k != "model"})
+    record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():
         cli.write_json_atomic(os.path.join(flags.workdir, "metrics.json"), record)
-        width = max(len(k) for k in values)
-        print(f"{'metric':<{width}}  value  (step {record['step']}, {num_examples} test examples)")
-        for key in sorted(values):
-            v = values[key]
-            print(f"{key:<{width}}  {v:.6g}" if math.isfinite(v) else f"{key:<{width}}  {v}")
+        print(format_table(record))
+
+
+def reconstruction_metrics(family, state, splits, num_examples: int) -> dict[str, float]:
+    test, train = splits["test"], splits["train"]
+    count = min(num_examples, 2000)
+    x = to_model_range(test.images[:count], test.max_value, family.value_range)
+    labels = jnp.asarray(test.labels[:count]) if getattr(family, "num_classes", 0) else None
+    return {
+        "recon_mse_per_pixel": latent.reconstruction_mse(
+            family, state.params_for_sampling(), jnp.asarray(x), labels),
+        "pca_recon_mse_per_pixel": latent.pca_reconstruction_mse(
+            to_model_range(train.images, train.max_value, family.value_range), x,
+            family.latent_dim),
+    }
+
+
+def format_table(record: dict) -> str:
+    """The metrics as text: one row per metric, the real-data floor beside sample metrics."""
+    values, real = record["values"], record.get("real", {})
+    width = max(len(k) for k in values)
+    lines = [f"step {record['step']}: {record['num_examples']} test examples"]
+    if real:
+        lines[0] += (f", {record['num_samples']} samples vs {record['num_reference']} test "
+                     f"images; real column: {record['num_real']} held-out training images; "
+                     f"classifier test accuracy {record['extractor']['classifier_test_accuracy']:.4f}")
+    lines.append(f"{'metric':<{width}}  {'model':>12}  {'real data':>12}")
+    for key in sorted(values):
+        lines.append(f"{key:<{width}}  {_fmt(values[key]):>12}  "
+                     f"{_fmt(real[key]) if key in real else '':>12}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}" if math.isfinite(value) else str(value)
 
 
 if __name__ == "__main__":

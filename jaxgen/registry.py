@@ -13,6 +13,7 @@ from jaxgen.config import ConfigError
 FAMILIES = {
     "ae": "jaxgen.objectives.autoencoder:AEFamily",
     "vae": "jaxgen.objectives.vae:VAEFamily",
+    "classifier": "jaxgen.objectives.classifier:ClassifierFamily",
 }
 
 

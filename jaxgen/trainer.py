@@ -208,7 +208,9 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
                     bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}")
             if done % config.eval.every_steps == 0 or last:
                 writer.scalars(done, "test", trainer.evaluate(state))
-            if done % config.sample.every_steps == 0 or last:
+            # Sampling is optional in the contract: a classifier has no sampler.
+            sampler = hasattr(trainer.family, "sample")
+            if sampler and (done % config.sample.every_steps == 0 or last):
                 _write_samples(trainer, state, writer, workdir, done)
             if save_now:
                 checkpointer.save(done, state, trainer.stream.position(done))

@@ -8,6 +8,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Sample metrics on few samples, with the digits classifier every test shares (conftest.py
+# points JAXGEN_CACHE at one directory per test session).
+SMALL_EVAL = [
+    "--config.eval.num_samples=256", "--config.eval.sample_batch_size=64",
+    "--config.eval.kid_block_size=64", "--config.eval.extractor_steps=500",
+]
+
 TINY = [
     "--config=experiments/vae_digits.py",
     "--config.model.latent_dim=4", "--config.model.features=(8,16)", "--config.model.hidden=32",
@@ -16,6 +23,7 @@ TINY = [
     "--config.eval.iwae_chunk=5", "--config.sample.num=16",
     "--config.train.log_every_steps=10", "--config.checkpoint.every_steps=10",
     "--config.eval.every_steps=20", "--config.sample.every_steps=1000",
+    *SMALL_EVAL,
 ]
 
 

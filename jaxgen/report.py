@@ -1,0 +1,172 @@
+"""python -m jaxgen.report ROOT... [--metric=fid --x=model.beta] [--out=DIR]
+
+Collects config.json and metrics.json of every workdir under the ROOTs into one table:
+one row per configuration, the config keys that differ between runs as columns, each
+metric as mean and standard deviation over the seeds that ran it. Writes report.md
+(Markdown), report.csv (every metric) and, with --metric and --x, a plot of the metric
+against the key, one line per setting of the other swept keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+from typing import Any
+
+from jaxgen import config as config_lib
+
+# Keys that say how long or how often, not what is trained: never table columns.
+IGNORED_PREFIXES = config_lib.RESUMABLE_KEYS + ("seed", "data.data_dir")
+# The Markdown table's metrics, in this order, where present (the CSV has them all).
+HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "fid", "kid", "precision",
+            "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
+
+
+def find_runs(roots: list[str]) -> list[dict[str, Any]]:
+    """[{"workdir", "config" (flattened), "metrics" (values)}] of evaluated workdirs."""
+    runs = []
+    for root in roots:
+        if not os.path.isdir(root):
+            raise config_lib.ConfigError(f"no such directory: {root}")
+        for directory, subdirs, files in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if d not in ("checkpoints", "tensorboard",
+                                                                "samples"))
+            if "config.json" in files and "metrics.json" in files:
+                with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
+                    config = config_lib.flatten(json.load(f))
+                with open(os.path.join(directory, "metrics.json"), encoding="utf-8") as f:
+                    metrics = json.load(f)["values"]
+                runs.append({"workdir": directory, "config": config, "metrics": metrics})
+    return runs
+
+
+def swept_keys(runs: list[dict[str, Any]]) -> list[str]:
+    """Config keys with more than one value among the runs, seeds and schedules aside."""
+    keys = sorted({k for run in runs for k in run["config"]})
+    return [k for k in keys if not k.startswith(IGNORED_PREFIXES)
+            and len({json.dumps(run["config"].get(k)) for run in runs}) > 1]
+
+
+def aggregate(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """One row per setting of `keys`: {"setting": {...}, "seeds": n, metric: (mean, std)}."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(json.dumps([run["config"].get(k) for k in keys]), []).append(run)
+    rows = []
+    for members in groups.values():
+        row: dict[str, Any] = {"setting": {k: members[0]["config"].get(k) for k in keys},
+                               "seeds": len(members), "metrics": {}}
+        names = sorted({m for run in members for m in run["metrics"]})
+        for name in names:
+            values = [run["metrics"][name] for run in members if name in run["metrics"]]
+            std = statistics.stdev(values) if len(values) > 1 else float("nan")
+            row["metrics"][name] = (statistics.fmean(values), std)
+        rows.append(row)
+    rows.sort(key=lambda r: [json.dumps(r["setting"][k]) if not isinstance(
+        r["setting"][k], (int, float)) else f"{r['setting'][k]:020.6f}" for k in keys])
+    return rows
+
+
+def _cell(mean: float, std: float) -> str:
+    text = f"{mean:.4g}"
+    return text if math.isnan(std) else f"{text} ± {std:.2g}"
+
+
+def markdown(rows: list[dict[str, Any]], keys: list[str], metrics: list[str]) -> str:
+    header = [*keys, "seeds", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row["setting"][k]) for k in keys] + [str(row["seeds"])]
+        cells += [_cell(*row["metrics"][m]) if m in row["metrics"] else "" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: str, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    metrics = sorted({m for row in rows for m in row["metrics"]})
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow([*keys, "seeds", *[f"{m}{s}" for m in metrics for s in ("", "_std")]])
+        for row in rows:
+            values = [row["metrics"].get(m, (float("nan"), float("nan"))) for m in metrics]
+            out.writerow([row["setting"][k] for k in keys] + [row["seeds"]]
+                         + [v for pair in values for v in pair])
+
+
+def plot(path: str, rows: list[dict[str, Any]], keys: list[str], metric: str, x: str) -> None:
+    """metric against x, one line (error bars: std over seeds) per setting of the other keys."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    others = [k for k in keys if k != x]
+    lines: dict[str, list] = {}
+    for row in rows:
+        if metric not in row["metrics"]:
+            continue
+        label = ", ".join(f"{k.split('.')[-1]}={row['setting'][k]}" for k in others) or metric
+        lines.setdefault(label, []).append((row["setting"][x], *row["metrics"][metric]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in sorted(lines.items()):
+        points.sort()
+        xs, means, stds = zip(*points)
+        ax.errorbar(xs, means, yerr=[0 if math.isnan(s) else s for s in stds], marker="o",
+                    capsize=3, label=label)
+    if all(isinstance(v, (int, float)) and v > 0 for pts in lines.values() for v, *_ in pts):
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("roots", nargs="+", help="directories holding evaluated workdirs")
+    p.add_argument("--out", default="", help="output directory; default: the first ROOT")
+    p.add_argument("--metric", default="", help="metric to plot (with --x)")
+    p.add_argument("--x", default="", help="config key on the plot's x axis")
+    p.add_argument("--metrics", default="",
+                   help="comma-separated metrics of the Markdown table; default: the headline")
+    flags = p.parse_args(argv)
+    if bool(flags.metric) != bool(flags.x):
+        raise config_lib.ConfigError("--metric and --x go together")
+    runs = find_runs(flags.roots)
+    if not runs:
+        raise config_lib.ConfigError(f"no workdir with config.json and metrics.json under "
+                                     f"{', '.join(flags.roots)}")
+    keys = swept_keys(runs)
+    if flags.x and flags.x not in keys:
+        raise config_lib.ConfigError(f"--x={flags.x} is not a swept key (swept: "
+                                     f"{', '.join(keys) or 'none'})")
+    rows = aggregate(runs, keys)
+    present = {m for row in rows for m in row["metrics"]}
+    chosen = flags.metrics.split(",") if flags.metrics else [m for m in HEADLINE if m in present]
+    unknown = [m for m in chosen + ([flags.metric] if flags.metric else []) if m not in present]
+    if unknown:
+        raise config_lib.ConfigError(f"metric '{unknown[0]}' is in no metrics.json (found: "
+                                     f"{', '.join(sorted(present))})")
+    out = flags.out or flags.roots[0]
+    os.makedirs(out, exist_ok=True)
+    table = markdown(rows, keys, chosen)
+    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
+        f.write(f"{len(runs)} runs under {', '.join(flags.roots)}; mean ± std over seeds\n\n")
+        f.write(table)
+    write_csv(os.path.join(out, "report.csv"), rows, keys)
+    print(table, end="")
+    if flags.metric and flags.x:
+        path = os.path.join(out, f"{flags.metric}_vs_{flags.x.split('.')[-1]}.png")
+        plot(path, rows, keys, flags.metric, flags.x)
+        print(path)
+
+
+if __name__ == "__main__":
+    from jaxgen.cli import main_guard
+    main_guard(main)

@@ -1,0 +1,156 @@
+"""python -m jaxgen.sweep --config=experiments/NAME.py --workdir=ROOT [--print] [--config.KEY=VALUE]
+
+Runs the sweep an experiment file declares with `get_sweep()`: each point is an ordinary
+workdir ROOT/<point name>, trained and evaluated by the ordinary CLIs, so a point
+resumes like any run and a restarted sweep finishes the missing points only. With
+--print, one shell command per point for a cluster scheduler instead.
+
+An experiment declares its sweep as a list of (name, {config key: value}) points;
+`grid` builds the cartesian product of axes:
+
+    def get_sweep():
+        return sweep.grid({"model.beta": [0.5, 1.0, 2.0], "seed": [0, 1, 2]})
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import os
+import shlex
+import subprocess
+import sys
+from typing import Any, Mapping, Sequence
+
+from jaxgen import config as config_lib
+
+Point = tuple[str, dict[str, Any]]
+
+
+def grid(axes: Mapping[str, Sequence[Any] | Mapping[str, Mapping[str, Any]]]) -> list[Point]:
+    """The cartesian product of axes, in order, the last axis varying fastest.
+
+    An axis is a config key with a list of values (point name part "key=value", with the
+    key's last component) or a label with {option name: {key: value, ...}} for options that
+    set several keys together (name part "label=option").
+    """
+    choices = []
+    for label, values in axes.items():
+        if isinstance(values, Mapping):
+            choices.append([(f"{label}={option}", dict(overrides))
+                            for option, overrides in values.items()])
+        else:
+            short = label.split(".")[-1]
+            choices.append([(f"{short}={value}", {label: value}) for value in values])
+    points = []
+    for combination in itertools.product(*choices):
+        name = "_".join(part for part, _ in combination)
+        overrides: dict[str, Any] = {}
+        for _, part in combination:
+            overrides.update(part)
+        points.append((name, overrides))
+    return points
+
+
+def load_sweep(spec: str) -> list[Point]:
+    path = spec.partition(":")[0]
+    if not os.path.isfile(path):
+        raise config_lib.ConfigError(f"config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location("_jaxgen_sweep", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_sweep"):
+        raise config_lib.ConfigError(f"{path} declares no sweep (no get_sweep())")
+    points = list(module.get_sweep())
+    names = [name for name, _ in points]
+    if len(set(names)) != len(names):
+        raise config_lib.ConfigError(f"{path}: sweep point names repeat")
+    for name in names:
+        if not name or "/" in name or name.startswith("."):
+            raise config_lib.ConfigError(f"{path}: sweep point name '{name}' is not a directory "
+                                         "name")
+    return points
+
+
+def override_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return repr(tuple(value))
+    return str(value)
+
+
+def point_commands(spec: str, root: str, name: str, overrides: dict[str, Any],
+                   common: list[str], num_samples: int | None,
+                   python: str = sys.executable) -> list[list[str]]:
+    """[train argv, evaluate argv] of one point; common overrides come first."""
+    workdir = os.path.join(root, name)
+    train = [python, "-m", "jaxgen.train", f"--config={spec}", f"--workdir={workdir}"]
+    train += [f"--config.{o}" for o in common]
+    train += [f"--config.{k}={override_text(v)}" for k, v in overrides.items()]
+    evaluate = [python, "-m", "jaxgen.evaluate", f"--workdir={workdir}"]
+    if num_samples is not None:
+        evaluate.append(f"--num_samples={num_samples}")
+    return [train, evaluate]
+
+
+def is_done(workdir: str) -> bool:
+    """A point is done when its metrics.json is of the config's final step."""
+    try:
+        with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+            num_steps = json.load(f)["train"]["num_steps"]
+        with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+            return json.load(f)["step"] == num_steps
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--config", required=True, help="experiments/NAME.py with get_sweep()")
+    p.add_argument("--workdir", required=True, help="the sweep's root; one workdir per point")
+    p.add_argument("--print", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--only", default="", help="comma-separated point names to run")
+    p.add_argument("--num_samples", type=int, default=None,
+                   help="passed to jaxgen.evaluate; default: the config's eval.num_samples")
+    overrides = [a[len("--config."):] for a in argv if a.startswith("--config.")]
+    flags = p.parse_args([a for a in argv if not a.startswith("--config.")])
+    points = load_sweep(flags.config)
+    if flags.only:
+        wanted = set(flags.only.split(","))
+        unknown = wanted - {name for name, _ in points}
+        if unknown:
+            raise config_lib.ConfigError(f"--only names unknown points: {', '.join(sorted(unknown))}")
+        points = [pt for pt in points if pt[0] in wanted]
+    # Every point's config must load before anything runs: a typo fails the sweep at once.
+    for name, point in points:
+        config_lib.load(flags.config, overrides + [f"{k}={override_text(v)}"
+                                                    for k, v in point.items()])
+    # Printed commands name `python`: the scheduler's environment decides which one.
+    python = "python" if flags.print else sys.executable
+    commands = {name: point_commands(flags.config, flags.workdir, name, point, overrides,
+                                     flags.num_samples, python) for name, point in points}
+    if flags.print:
+        for name, (train, evaluate) in commands.items():
+            print(f"{shlex.join(train)} && {shlex.join(evaluate)}")
+        return
+    os.makedirs(flags.workdir, exist_ok=True)
+    failed = []
+    for index, (name, (train, evaluate)) in enumerate(commands.items(), 1):
+        workdir = os.path.join(flags.workdir, name)
+        if is_done(workdir):
+            print(f"[sweep] {index}/{len(commands)} {name}: done already", flush=True)
+            continue
+        print(f"[sweep] {index}/{len(commands)} {name}: {shlex.join(train)}", flush=True)
+        for command in (train, evaluate):
+            if subprocess.run(command).returncode != 0:
+                failed.append(name)
+                break
+    if failed:
+        print(f"error: {len(failed)} sweep point(s) failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    from jaxgen.cli import main_guard
+    main_guard(main)

@@ -1,0 +1,176 @@
+"""The evaluator end to end: the digits classifier as extractor, real-data sanity checks,
+determinism over seeds and device counts, sweeps that resume, reports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from jaxgen import cli
+from jaxgen.data.sources import Split
+from jaxgen.eval import metrics
+from jaxgen.eval.runner import load_extractors, real_features
+from tests.helpers import ROOT, TINY, env_with_devices, run_cli, train_tiny
+
+
+@pytest.fixture(scope="module")
+def digits():
+    flags, overrides = cli.parse(cli.parser(""), [*TINY, "--workdir=/nonexistent"])
+    config, splits, _ = cli.prepare(flags, overrides)
+    extractors = load_extractors(config, splits)
+
+    def features(images, labels=None):
+        labels = np.zeros(len(images), np.int32) if labels is None else labels
+        return real_features(extractors, Split(images, labels, 16, 10), 128)
+
+    return splits, extractors, features
+
+
+def _blur(images, sigma):
+    out = scipy.ndimage.gaussian_filter(images.astype(np.float32), (0, sigma, sigma, 0))
+    return np.clip(np.round(out), 0, 16).astype(np.uint8)
+
+
+def _translate(images, pixels):
+    out = np.zeros_like(images)
+    out[:, :, pixels:] = images[:, :, :images.shape[2] - pixels]
+    return out
+
+
+def test_classifier_is_accurate_and_its_accuracy_is_recorded(digits):
+    splits, extractors, features = digits
+    assert extractors["classes"].test_accuracy > 0.9
+    test = features(splits["test"].images, splits["test"].labels)
+    accuracy = np.mean(test["label"] == test["true_label"])
+    assert accuracy == pytest.approx(extractors["classes"].test_accuracy, abs=1e-6)
+
+
+def test_fid_real_vs_real_near_zero_and_grows_with_corruption(digits):
+    splits, _, features = digits
+    train, test = splits["train"].images, features(splits["test"].images)["features"]
+    real = metrics.fid(features(train)["features"], test)
+    noise = np.random.default_rng(0).integers(0, 17, train.shape, dtype=np.uint8)
+    noisy = metrics.fid(features(noise)["features"], test)
+    blurred = [metrics.fid(features(_blur(train, s))["features"], test) for s in (0.5, 1.0)]
+    shifted = [metrics.fid(features(_translate(train, p))["features"], test) for p in (1, 2)]
+    assert noisy > 20 * real
+    assert real < blurred[0] < blurred[1]
+    assert real < shifted[0] < shifted[1]
+    # FID of two real sets is symmetric.
+    assert metrics.fid(test, features(train)["features"]) == pytest.approx(real, rel=1e-6)
+
+
+def test_mode_coverage_of_the_test_split_and_of_one_class(digits):
+    splits, _, features = digits
+    test = splits["test"]
+    all_classes = features(test.images)["label"]
+    zeros = features(test.images[test.labels == 0])["label"]
+    assert metrics.mode_coverage(all_classes, test.labels, 10)["classes_covered"] == 10
+    assert metrics.mode_coverage(zeros, test.labels, 10)["classes_covered"] == 1
+
+
+def _values(workdir):
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        record = json.load(f)
+    return record
+
+
+def test_evaluate_same_seed_same_metrics_and_8_devices_match_1(tmp_path):
+    train_tiny(str(tmp_path), 40)
+    records = []
+    for devices in (None, None, 8):
+        result = run_cli("evaluate", [f"--workdir={tmp_path}"], num_devices=devices)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "fid" in result.stdout and "real data" in result.stdout
+        records.append(_values(str(tmp_path)))
+    first, again, eight = records
+    assert first["values"] == again["values"] and first["real"] == again["real"]
+    for key, value in first["values"].items():
+        assert eight["values"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for key in ("fid", "kid", "precision", "recall", "classes_covered", "class_kl_to_data"):
+        assert key in first["values"] and key in first["real"]
+    assert first["num_samples"] == 256 and first["extractor"]["classifier_test_accuracy"] > 0.9
+    assert first["real"]["fid"] < first["values"]["fid"]
+
+
+def test_conditional_model_reports_conditional_accuracy(tmp_path):
+    train_tiny(str(tmp_path), 40, "--config.model.conditional=True")
+    result = run_cli("evaluate", [f"--workdir={tmp_path}", "--num_samples=128"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = _values(str(tmp_path))
+    assert 0.0 <= record["values"]["conditional_accuracy"] <= 1.0
+    # For real data it is the classifier's accuracy on their labels.
+    assert record["real"]["conditional_accuracy"] > 0.9
+
+
+def test_inception_without_weights_fails_clearly(tmp_path):
+    train_tiny(str(tmp_path), 10)
+    result = run_cli("evaluate", [f"--workdir={tmp_path}", "--config.eval.extractor=inception"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: eval.extractor=inception")
+    assert not os.path.exists(os.path.join(tmp_path, "metrics.json"))
+
+
+SWEEP = '''
+import os, sys
+sys.path.insert(0, {experiments!r})
+from vae_digits import get_config as base
+from jaxgen import sweep
+
+def get_config():
+    return base()
+
+def get_sweep():
+    return [("beta=1_seed=0", {{"model.beta": 1.0, "seed": 0}}),
+            ("beta=1_seed=1", {{"model.beta": 1.0, "seed": 1}}),
+            ("beta=4_seed=0", {{"model.beta": 4.0, "seed": 0}})]
+'''
+
+
+def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_path):
+    spec = tmp_path / "tiny_sweep.py"
+    spec.write_text(SWEEP.format(experiments=os.path.join(ROOT, "experiments")))
+    root = tmp_path / "sweep"
+    overrides = [a for a in TINY if not a.startswith("--config=")]
+    command = [sys.executable, "-m", "jaxgen.sweep", f"--config={spec}", f"--workdir={root}",
+               "--config.train.num_steps=20", "--config.eval.iwae_samples=10", *overrides]
+    listed = subprocess.run([*command, "--print"], cwd=ROOT, env=env_with_devices(),
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 3 and "jaxgen.evaluate" in listed.stdout
+
+    first = root / "beta=1_seed=0" / "metrics.json"
+    process = subprocess.Popen(command, cwd=ROOT, env=env_with_devices(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert first.exists()
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and the point it is running
+    process.wait()
+    finished_at = first.stat().st_mtime_ns
+    assert not (root / "beta=4_seed=0" / "metrics.json").exists()
+
+    resumed = subprocess.run(command, cwd=ROOT, env=env_with_devices(), capture_output=True,
+                             text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "beta=1_seed=0: done already" in resumed.stdout
+    assert first.stat().st_mtime_ns == finished_at
+    for name in ("beta=1_seed=1", "beta=4_seed=0"):
+        assert _values(str(root / name))["step"] == 20
+
+    report = run_cli("report", [str(root), "--metric=neg_elbo", "--x=model.beta"])
+    assert report.returncode == 0, report.stderr
+    table = (root / "report.md").read_text()
+    assert "| model.beta | seeds |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| 1.0 |")]
+    assert len(rows) == 1 and "| 2 |" in rows[0] and "±" in rows[0]
+    assert (root / "report.csv").read_text().startswith("model.beta,seeds,")
+    assert (root / "neg_elbo_vs_beta.png").stat().st_size > 0

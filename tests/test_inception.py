@@ -1,0 +1,60 @@
+"""Inception-v3 from a local file: the architecture's size and the weight mapping.
+
+No pretrained weights are reachable here, so the mapping is checked with random ones
+written under PyTorch's names and shapes."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.config import ConfigError
+from jaxgen.eval import inception
+
+
+def _torch_state_dict(variables):
+    """The inverse of the loader's mapping: flax variables -> PyTorch names and layouts."""
+    state = {}
+    for key_path, value in jax.tree_util.tree_leaves_with_path(variables):
+        collection, path = key_path[0].key, tuple(k.key for k in key_path[1:])
+        value = np.asarray(value)
+        if path[-1] == "kernel":
+            value = np.transpose(value, (3, 2, 0, 1))  # [kh, kw, in, out] -> [out, in, kh, kw]
+        state[inception.torch_name(collection, path)] = value
+    return state
+
+
+def test_parameter_count_is_torchvisions_backbone():
+    shapes = jax.eval_shape(inception.FIDInceptionV3().init, jax.random.key(0),
+                            jnp.zeros((1, 299, 299, 3)))
+    count = sum(math.prod(s.shape) for s in jax.tree.leaves(shapes["params"]))
+    # torchvision's inception_v3: 27,161,264 parameters, less AuxLogits (3,326,696) and fc.
+    assert count == 27_161_264 - 3_326_696 - 2_049_000
+
+
+def test_weights_load_from_npz_under_pytorch_names(tmp_path):
+    model = inception.FIDInceptionV3()
+    variables = model.init(jax.random.key(1), jnp.zeros((1, 299, 299, 3)))
+    stats = variables["batch_stats"]
+    variables = {"params": variables["params"], "batch_stats": jax.tree.map(
+        lambda v: v + jax.random.uniform(jax.random.key(2), v.shape), stats)}
+    state = _torch_state_dict(variables)
+    assert "Mixed_7c.branch3x3dbl_3b.bn.running_var" in state
+    assert state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
+    path = str(tmp_path / "inception.npz")
+    np.savez(path, **state)
+
+    extractor = inception.load_inception(path)
+    images = jax.random.uniform(jax.random.key(3), (2, 28, 28, 1))
+    features = np.asarray(extractor.apply(images)["features"])
+    assert features.shape == (2, 2048) and np.all(np.isfinite(features))
+    np.testing.assert_allclose(features, model.apply(variables, images), rtol=1e-5, atol=1e-6)
+
+    del state["Mixed_6b.branch7x7_2.conv.weight"]
+    np.savez(path, **state)
+    with pytest.raises(ConfigError, match="lacks 'Mixed_6b.branch7x7_2.conv.weight'"):
+        inception.load_inception(path)
+    with pytest.raises(ConfigError, match="never downloads"):
+        inception.load_inception(str(tmp_path / "missing.npz"))
