@@ -23,7 +23,7 @@ def get_config():
     c.eval.every_steps = 1000
     c.sample.every_steps = 1000
     c.checkpoint.every_steps = 500
-    c.eval.iwae_samples = 100
+    c.eval.iwae_samples = 0  # -ELBO only: the IWAE bound costs K decoder passes per image
     c.eval.num_samples = 10000
     return c
 

@@ -83,9 +83,10 @@ def format_table(record: dict) -> str:
     width = max(len(k) for k in values)
     lines = [f"step {record['step']}: {record['num_examples']} test examples"]
     if real:
+        accuracy = record["extractor"]["classifier_test_accuracy"]
         lines[0] += (f", {record['num_samples']} samples vs {record['num_reference']} test "
                      f"images; real column: {record['num_real']} held-out training images; "
-                     f"classifier test accuracy {record['extractor']['classifier_test_accuracy']:.4f}")
+                     f"classifier test accuracy {accuracy:.4f}")
     lines.append(f"{'metric':<{width}}  {'model':>12}  {'real data':>12}")
     for key in sorted(values):
         lines.append(f"{key:<{width}}  {_fmt(values[key]):>12}  "

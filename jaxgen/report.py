@@ -15,7 +15,6 @@ import json
 import math
 import os
 import statistics
-import sys
 from typing import Any
 
 from jaxgen import config as config_lib

@@ -120,7 +120,8 @@ def main(argv: list[str]) -> None:
         wanted = set(flags.only.split(","))
         unknown = wanted - {name for name, _ in points}
         if unknown:
-            raise config_lib.ConfigError(f"--only names unknown points: {', '.join(sorted(unknown))}")
+            raise config_lib.ConfigError(
+                f"--only names unknown points: {', '.join(sorted(unknown))}")
         points = [pt for pt in points if pt[0] in wanted]
     # Every point's config must load before anything runs: a typo fails the sweep at once.
     for name, point in points:

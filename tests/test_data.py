@@ -57,8 +57,8 @@ def test_process_shards_reassemble_the_global_batch(digits, flags):
 def test_binarisation_and_value_ranges(digits):
     binary = TrainStream(digits["train"], 64, 0, slice(0, 64), binarize=True).batch_at(0)["image"]
     assert set(np.unique(binary)) == {0.0, 1.0}
-    assert not np.array_equal(
-        binary, TrainStream(digits["train"], 64, 0, slice(0, 64), binarize=True).batch_at(1)["image"])
+    next_batch = TrainStream(digits["train"], 64, 0, slice(0, 64), binarize=True).batch_at(1)
+    assert not np.array_equal(binary, next_batch["image"])
     symmetric = TrainStream(digits["train"], 64, 0, slice(0, 64), "symmetric").batch_at(0)["image"]
     assert symmetric.min() == -1.0 and symmetric.max() == 1.0
     dequantized = TrainStream(digits["train"], 64, 0, slice(0, 64),
@@ -95,7 +95,8 @@ def test_idx_reader_round_trip_and_errors(tmp_path):
     splits = sources.load_idx_dir(str(tmp_path))
     assert splits["train"].images.shape == (12, 28, 28, 1)
     np.testing.assert_array_equal(
-        splits["test"].images[..., 0], sources.read_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz")))
+        splits["test"].images[..., 0],
+        sources.read_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz")))
     raw = gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz").read()
     with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
         f.write(raw[:-100])

@@ -91,8 +91,8 @@ def test_reparameterised_gradient_matches_finite_differences():
         theta = jnp.array([0.1, 0.2, -0.3, -0.5, 0.0, 0.4])
         grad = jax.grad(expected_loss)(theta)
         h = 1e-6
-        numeric = jnp.array([(expected_loss(theta.at[i].add(h)) - expected_loss(theta.at[i].add(-h)))
-                             / (2 * h) for i in range(6)])
+        numeric = jnp.array([(expected_loss(theta.at[i].add(h))
+                              - expected_loss(theta.at[i].add(-h))) / (2 * h) for i in range(6)])
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
         # And the estimator is unbiased for the closed form 2(mean - target), exp(lv).
         np.testing.assert_allclose(grad[:3], 2 * (theta[:3] - target), atol=0.1)

@@ -113,6 +113,9 @@ def load_classifier(config: ml_collections.ConfigDict, splits: dict[str, Split])
                 from jaxgen.cli import write_json_atomic
                 write_json_atomic(record_path, {"test_accuracy": accuracy,
                                                 "config": json.loads(c.to_json())})
+            if jax.process_count() > 1:  # the others read the record process 0 wrote
+                from jax.experimental import multihost_utils
+                multihost_utils.sync_global_devices("jaxgen extractor trained")
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
         trainer = trainer_lib.Trainer(c, family, splits)

@@ -166,7 +166,8 @@ _LEAVES = {
 
 
 def torch_name(collection: str, path: tuple[str, ...]) -> str:
-    """("params", ("Mixed_5b", "branch1x1", "conv", "kernel")) -> "Mixed_5b.branch1x1.conv.weight"."""
+    """("params", ("Mixed_5b", "branch1x1", "conv", "kernel"))
+    -> "Mixed_5b.branch1x1.conv.weight"."""
     return ".".join([*path[:-1], _LEAVES[(collection, path[-1])][0]])
 
 

@@ -58,6 +58,8 @@ class VAEFamily:
         if m.latent_dim <= 0 or m.beta < 0 or m.decoder_std <= 0:
             raise ConfigError("model.latent_dim and model.decoder_std must be positive, "
                               "model.beta non-negative")
+        if config.eval.iwae_samples < 0 or config.eval.iwae_chunk <= 0:
+            raise ConfigError("eval.iwae_samples must be >= 0 and eval.iwae_chunk positive")
         if config.eval.iwae_samples % config.eval.iwae_chunk:
             raise ConfigError(f"eval.iwae_samples={config.eval.iwae_samples} is not divisible by "
                               f"eval.iwae_chunk={config.eval.iwae_chunk}")
@@ -137,7 +139,9 @@ class VAEFamily:
         return self._with_bits({"neg_elbo": recon + kl, "recon": recon, "kl": kl})
 
     def evaluate_step(self, state: TrainState, batch, rng):
-        """eval_step plus the IWAE bound with config.eval.iwae_samples samples."""
+        """eval_step plus the IWAE bound with config.eval.iwae_samples samples (0: none)."""
+        if self.config.eval.iwae_samples == 0:
+            return self.eval_step(state, batch, rng)
         params = state.params_for_sampling()
         elbo_rng, iwae_rng = jax.random.split(rng)
         recon, kl = self.per_example_terms(params, batch, elbo_rng)
