@@ -14,6 +14,7 @@ FAMILIES = {
     "ae": "jaxgen.objectives.autoencoder:AEFamily",
     "vae": "jaxgen.objectives.vae:VAEFamily",
     "classifier": "jaxgen.objectives.classifier:ClassifierFamily",
+    "diffusion": "jaxgen.objectives.diffusion:DiffusionFamily",
 }
 
 
