@@ -14,6 +14,7 @@ FAMILIES = {
     "ae": "jaxgen.objectives.autoencoder:AEFamily",
     "vae": "jaxgen.objectives.vae:VAEFamily",
     "classifier": "jaxgen.objectives.classifier:ClassifierFamily",
+    "noisy_classifier": "jaxgen.objectives.classifier:NoisyClassifierFamily",
     "diffusion": "jaxgen.objectives.diffusion:DiffusionFamily",
 }
 

@@ -2,7 +2,11 @@
 
 Pictures from the newest checkpoint, written to DIR/samples/: a grid of samples and,
 for families with a latent space (encode/decode), linear and spherical interpolations
-between test images, attribute arithmetic, and a scatter plot of 2-D latents.
+between test images, attribute arithmetic, and a scatter plot of 2-D latents; for
+families with a noising process (diffusion), a forward-process strip (test images at
+increasing t) and a reverse-process strip (x_t along sampling trajectories).
+Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .eta,
+.guidance_scale.
 """
 
 from __future__ import annotations
@@ -37,8 +41,35 @@ def main(argv: list[str]) -> None:
         written.append(path)
     if latent.has_latent_space(family) and parallel.is_primary():
         written += latent_pictures(family, state, splits, config, flags, outdir, step)
+    if hasattr(family, "trajectory"):
+        written += process_pictures(family, state, splits, outdir, step)
     for path in written:
         print(path)
+
+
+def process_pictures(family, state, splits, outdir: str, step: int, rows: int = 8,
+                     columns: int = 10) -> list[str]:
+    """Forward strip: test image i noised at `columns` increasing t (row i). Reverse strip:
+    `rows` samples, x_T on the left to x_0 on the right."""
+    import jax
+    test = splits["test"]
+    x0 = to_model_range(test.images[:rows], test.max_value, family.value_range)
+    rng = jax.random.wrap_key_data(state.rng)
+    forward = [family.forward_strip(jnp.asarray(x), jax.random.fold_in(rng, i), columns)
+               for i, x in enumerate(x0)]
+    trajectory = jax.jit(family.trajectory, static_argnames=("num", "keep"))
+    final, snapshots = trajectory(state, jax.random.fold_in(rng, 10_000), num=rows,
+                                  keep=columns - 1)
+    # [keep, rows, ...] -> row-major [rows, columns, ...]
+    reverse = np.concatenate([np.asarray(snapshots), np.asarray(final)[None]]).swapaxes(0, 1)
+    paths = []
+    if parallel.is_primary():
+        for name, strips in (("forward_process", np.stack(forward)), ("reverse_process", reverse)):
+            images = viz.to_uint8(np.clip(strips.reshape((-1,) + strips.shape[2:]), -1, 1),
+                                  family.value_range)
+            paths.append(os.path.join(outdir, f"{name}_step_{step:07d}.png"))
+            viz.save_png(paths[-1], viz.grid(images, rows=strips.shape[0]))
+    return paths
 
 
 def latent_pictures(family, state, splits, config, flags, outdir: str, step: int) -> list[str]:

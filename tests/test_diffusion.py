@@ -182,3 +182,38 @@ def test_guidance_needs_a_cfg_model_and_w0_is_the_conditional_model(tmp_path):
     null = family.to_eps_x0(family.apply(params, x, index, jnp.full((4,), 10)), x, index)[0]
     w2 = family.guided_eps_x0(params, x, index, labels, 2.0)[0]
     np.testing.assert_allclose(w2, 3.0 * plain - 2.0 * null, atol=1e-5)
+
+
+def test_classifier_guidance_steers_samples_to_the_requested_class(tmp_path):
+    from jaxgen.eval.runner import generated_features, load_extractors
+    from tests.helpers import run_cli
+    classifier_dir = tmp_path / "classifier"
+    trained = run_cli("train", ["--config=experiments/guidance_classifier_digits.py",
+                                f"--workdir={classifier_dir}", "--config.train.num_steps=400",
+                                "--config.model.num_timesteps=100",
+                                "--config.checkpoint.every_steps=400"])
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    config, splits, family = _prepare(tmp_path / "ddpm")
+    t = trainer.Trainer(config, family, splits)
+    state = t.init_state()
+    for step in range(100):
+        state, _ = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
+    extractors = load_extractors(config, splits)
+
+    def accuracy(scale):
+        guided_config, _, guided = _prepare(
+            tmp_path / "ddpm", f"--config.sample.classifier_workdir={classifier_dir}",
+            f"--config.sample.classifier_scale={scale}")
+        sampler = trainer.Trainer(guided_config, guided, splits)
+        found = generated_features(sampler, state, extractors, 256, 64)
+        return float(np.mean(found["label"] == found["requested"]))
+
+    assert accuracy(8.0) > accuracy(0.0001) + 0.2
+
+    with pytest.raises(ConfigError, match="not a noisy_classifier"):
+        _prepare(tmp_path / "x", "--config.sample.classifier_scale=1.0",
+                 f"--config.sample.classifier_workdir={extractors['classes'].directory}")
+    with pytest.raises(ConfigError, match="T=100, this model uses cosine with T=1000"):
+        _prepare(tmp_path / "x", "--config.sample.classifier_scale=1.0",
+                 f"--config.sample.classifier_workdir={classifier_dir}",
+                 "--config.model.num_timesteps=1000")

@@ -96,6 +96,7 @@ def load_classifier(config: ml_collections.ConfigDict, splits: dict[str, Split])
     """The dataset's classifier, trained (with the jaxgen trainer) on first use."""
     from jaxgen import trainer as trainer_lib
     from jaxgen.checkpoint import Checkpointer
+    from jaxgen.cli import CONFIG_FILE, write_json_atomic
     from jaxgen.models.classifier import predict
     from jaxgen.objectives.classifier import ClassifierFamily
 
@@ -105,12 +106,13 @@ def load_classifier(config: ml_collections.ConfigDict, splits: dict[str, Split])
     record_path = os.path.join(directory, RECORD_FILE)
     with _exclusive(directory):
         if not os.path.isfile(record_path):
+            if parallel.is_primary():  # the directory is an ordinary workdir
+                write_json_atomic(os.path.join(directory, CONFIG_FILE), json.loads(c.to_json()))
             log.info("training the evaluation classifier in %s (%d steps, cached afterwards)",
                      directory, c.train.num_steps)
             state = trainer_lib.train(c, directory, family, splits)
             accuracy = trainer_lib.Trainer(c, family, splits).evaluate(state)["accuracy"]
             if parallel.is_primary():
-                from jaxgen.cli import write_json_atomic
                 write_json_atomic(record_path, {"test_accuracy": accuracy,
                                                 "config": json.loads(c.to_json())})
             if jax.process_count() > 1:  # the others read the record process 0 wrote

@@ -60,6 +60,11 @@ def _collect(parts, extractors: dict[str, Extractor], images: jax.Array) -> None
     parts["label"].append(np.asarray(parallel.fetch(extractors["classes"].apply(images)["label"])))
 
 
+def label_classes(family) -> int:
+    """How many classes the family's sampler takes labels for (0: unconditional)."""
+    return getattr(family, "sampling_classes", getattr(family, "num_classes", 0))
+
+
 def generated_features(trainer: Trainer, state: TrainState, extractors: dict[str, Extractor],
                        num: int, batch_size: int) -> dict[str, np.ndarray]:
     """{"features": [num, D], "label": [num], "requested": [num]} of num samples.
@@ -68,7 +73,7 @@ def generated_features(trainer: Trainer, state: TrainState, extractors: dict[str
     depend on the seed and batch size, never on the number of devices.
     """
     family, mesh = trainer.family, trainer.mesh
-    num_classes = getattr(family, "num_classes", 0)
+    num_classes = label_classes(family)
     data, repl = parallel.batch_sharded(mesh), parallel.replicated(mesh)
 
     def sample(state, key_data, labels):
@@ -132,7 +137,7 @@ def sample_metrics(trainer: Trainer, state: TrainState, splits: dict[str, Split]
     real = real_features(extractors, held_out, config.eval.batch_size)
     log.info("generating %d samples in batches of %d", num_samples, batch)
     generated = generated_features(trainer, state, extractors, num_samples, batch)
-    conditional = getattr(trainer.family, "num_classes", 0) > 0
+    conditional = label_classes(trainer.family) > 0
     return {
         "model": compare(generated, reference, num_classes, config.eval, config.seed,
                          generated["requested"] if conditional else None),

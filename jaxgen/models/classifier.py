@@ -9,22 +9,34 @@ import jax.numpy as jnp
 
 
 class ConvClassifier(nn.Module):
-    """images [B, H, W, C] -> (features [B, feature_dim], logits [B, num_classes]).
+    """images [B, H, W, C] (timesteps t int [B] if time_conditioned) ->
+    (features [B, feature_dim], logits [B, num_classes]).
 
     Conv-ReLU-pool stages, then one dense ReLU layer whose activations are the
     features the FID family of metrics compares (the role Inception's pool3 plays).
+    A time-conditioned classifier (for classifier guidance, Dhariwal & Nichol 2021) adds
+    a projection of the timestep embedding to every stage.
     """
     num_classes: int
     features: tuple[int, ...] = (32, 64)
     feature_dim: int = 128
     dropout: float = 0.0
+    time_conditioned: bool = False
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, images: jax.Array, t: jax.Array | None = None,
+                 train: bool = False) -> tuple[jax.Array, jax.Array]:
         chex.assert_rank(images, 4)
+        emb = None
+        if self.time_conditioned:
+            from jaxgen.models.unet import timestep_embedding
+            chex.assert_shape(t, (images.shape[0],))
+            emb = nn.silu(nn.Dense(128)(timestep_embedding(t, 64)))
         h = images
         for width in self.features:
             h = nn.relu(nn.Conv(width, (3, 3))(h))
+            if emb is not None:
+                h = h + nn.Dense(width)(emb)[:, None, None, :]
             h = nn.relu(nn.Conv(width, (3, 3))(h))
             # Pooling stops at 2x2 so that 8x8 digits and 32x32 CIFAR share one design.
             if h.shape[1] > 2:

@@ -52,6 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.sample.steps = 50  # DDIM steps
     c.sample.eta = 0.0  # DDIM noise: 0 deterministic, 1 = DDPM's variance
     c.sample.guidance_scale = 0.0  # classifier-free guidance w
+    c.sample.classifier_workdir = ""  # a trained noisy_classifier run: classifier guidance
+    c.sample.classifier_scale = 0.0  # its scale s
     c.eval.vlb_timesteps = 0  # 0: the full sum over T; K: stratified estimate from K steps
     return c
 
@@ -109,7 +111,8 @@ class DiffusionFamily:
         require(m, "model", ("channels", "channel_mults", "num_res_blocks",
                              "attention_resolutions", "dropout", "num_groups", "schedule",
                              "num_timesteps", "prediction", "conditional", "label_dropout"))
-        require(s, "sample", ("sampler", "steps", "eta", "guidance_scale"))
+        require(s, "sample", ("sampler", "steps", "eta", "guidance_scale", "classifier_workdir",
+                              "classifier_scale"))
         require(config.eval, "eval", ("vlb_timesteps",))
         if m.prediction not in PREDICTIONS:
             raise ConfigError(f"model.prediction must be one of {PREDICTIONS}, got "
@@ -145,6 +148,38 @@ class DiffusionFamily:
         self.optimizer = make_optimizer(config.train)
         self.num_dims = math.prod(data.image_shape)
         self.num_levels = data.max_value + 1
+        self.guidance_classifier = None
+        if s.classifier_scale:
+            self.guidance_classifier = self._load_classifier(s.classifier_workdir)
+
+    def _load_classifier(self, workdir: str):
+        from jaxgen import pretrained
+        config, family, params = pretrained.load(workdir, "sample.classifier_workdir")
+        if not getattr(family, "time_conditioned", False):
+            raise ConfigError(f"sample.classifier_workdir: '{workdir}' holds a "
+                              f"{config.family}, not a noisy_classifier")
+        if (config.model.schedule, config.model.num_timesteps) != (
+                self.config.model.schedule, self.num_timesteps):
+            raise ConfigError("sample.classifier_workdir: the classifier was trained on the "
+                              f"{config.model.schedule} schedule with T={config.model.num_timesteps}"
+                              f", this model uses {self.config.model.schedule} with "
+                              f"T={self.num_timesteps}")
+        return family, params
+
+    @property
+    def sampling_classes(self) -> int:
+        """Classes samples can be asked for: by conditioning or by a guidance classifier."""
+        return self.data.num_classes if (self.num_classes or self.guidance_classifier) else 0
+
+    def classifier_gradient(self, x_t, index, labels):
+        """grad_x log p(y | x_t, t) of the guidance classifier: [B, H, W, C]."""
+        family, params = self.guidance_classifier
+
+        def log_prob(x):
+            logits = family.logits(params, x, index)
+            return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+
+        return jax.grad(log_prob)(x_t)
 
     # The forward process and the parameterisations.
 
@@ -318,8 +353,14 @@ class DiffusionFamily:
         sigma = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)."""
         index = jnp.full((x_t.shape[0],), pair[0])
         eps, x0 = self.guided_eps_x0(params, x_t, index, labels, guidance_scale)
-        x0 = jnp.clip(x0, -1.0, 1.0)
         abar = self.schedule.alpha_bar[pair[0]]
+        if self.guidance_classifier is not None:
+            # Classifier guidance in its epsilon form (Dhariwal & Nichol 2021, Algorithm 2):
+            # eps <- eps - sqrt(1 - abar) * s * grad log p(y | x_t).
+            eps = eps - jnp.sqrt(1.0 - abar) * self.config.sample.classifier_scale * (
+                self.classifier_gradient(x_t, index, labels))
+            x0 = (x_t - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
+        x0 = jnp.clip(x0, -1.0, 1.0)
         abar_prev = jnp.where(pair[1] >= 0, self.schedule.alpha_bar[jnp.maximum(pair[1], 0)], 1.0)
         # eps consistent with the clipped x0, so that clipping never adds energy.
         eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
@@ -342,8 +383,8 @@ class DiffusionFamily:
         steps = s.steps if steps is None else steps
         eta = s.eta if eta is None else eta
         guidance_scale = s.guidance_scale if guidance_scale is None else guidance_scale
-        if self.num_classes and labels is None:
-            labels = jnp.arange(num) % self.num_classes
+        if labels is None and (self.num_classes or self.guidance_classifier is not None):
+            labels = jnp.arange(num) % self.data.num_classes
         params = state.params_for_sampling()
         start_rng, loop_rng = jax.random.split(rng)
         shape = (num,) + tuple(self.data.image_shape)
