@@ -16,6 +16,7 @@ FAMILIES = {
     "classifier": "jaxgen.objectives.classifier:ClassifierFamily",
     "noisy_classifier": "jaxgen.objectives.classifier:NoisyClassifierFamily",
     "diffusion": "jaxgen.objectives.diffusion:DiffusionFamily",
+    "latent_diffusion": "jaxgen.objectives.latent_diffusion:LatentDiffusionFamily",
 }
 
 

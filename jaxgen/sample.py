@@ -60,8 +60,11 @@ def process_pictures(family, state, splits, outdir: str, step: int, rows: int = 
     trajectory = jax.jit(family.trajectory, static_argnames=("num", "keep"))
     final, snapshots = trajectory(state, jax.random.fold_in(rng, 10_000), num=rows,
                                   keep=columns - 1)
-    # [keep, rows, ...] -> row-major [rows, columns, ...]
-    reverse = np.concatenate([np.asarray(snapshots), np.asarray(final)[None]]).swapaxes(0, 1)
+    # [keep, rows, ...] -> row-major [rows, columns, ...], mapped from the process's space
+    # (pixels or codes) to images.
+    states = jnp.concatenate([snapshots, final[None]])
+    reverse = np.asarray(jax.jit(family.to_images)(states.reshape((-1,) + states.shape[2:])))
+    reverse = reverse.reshape(states.shape[:2] + reverse.shape[1:]).swapaxes(0, 1)
     paths = []
     if parallel.is_primary():
         for name, strips in (("forward_process", np.stack(forward)), ("reverse_process", reverse)):

@@ -217,3 +217,37 @@ def test_classifier_guidance_steers_samples_to_the_requested_class(tmp_path):
         _prepare(tmp_path / "x", "--config.sample.classifier_scale=1.0",
                  f"--config.sample.classifier_workdir={classifier_dir}",
                  "--config.model.num_timesteps=1000")
+
+
+def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
+    from tests.helpers import run_cli
+    ae_dir = tmp_path / "ae"
+    trained = run_cli("train", [
+        "--config=experiments/ae_fashion_mnist.py", "--config.data.source=digits",
+        "--config.data.name=", "--config.model.latent_dim=4", "--config.model.features=(8,16)",
+        "--config.model.hidden=32", "--config.train.batch_size=32",
+        "--config.eval.batch_size=64", "--config.train.num_steps=100",
+        f"--workdir={ae_dir}"])
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    flags, overrides = cli.parse(cli.parser(""), [
+        "--config=experiments/ldm_fashion_mnist.py", "--config.data.source=digits",
+        "--config.data.name=", f"--config.model.autoencoder_workdir={ae_dir}",
+        "--config.model.channels=32", "--config.model.num_res_blocks=1",
+        "--config.model.num_groups=8", "--config.model.num_timesteps=100",
+        "--config.train.batch_size=64", "--config.train.ema_decay=0.0",
+        "--config.eval.batch_size=64", "--config.sample.steps=10", f"--workdir={tmp_path}"])
+    config, splits, family = cli.prepare(flags, overrides)
+    t = trainer.Trainer(config, family, splits)
+    state = t.init_state()
+    batch = t.global_batch(t.stream.batch_at(0))
+    codes = family.to_space(batch["image"])
+    assert codes.shape == (64, 1, 1, 4)
+    assert float(jnp.std(codes)) == pytest.approx(1.0, abs=0.25)  # scaled to unit variance
+    initial = t.evaluate(state)["loss"]
+    for step in range(200):
+        state, _ = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
+    assert t.evaluate(state)["loss"] < 0.7 * initial
+    images = t.sample_images(state, 16)
+    assert images.shape == (16, 8, 8, 1) and images.min() >= 0.0 and images.max() <= 1.0
+    with pytest.raises(ConfigError, match="no trained run"):
+        cli.prepare(flags, [*overrides, f"model.autoencoder_workdir={tmp_path / 'none'}"])

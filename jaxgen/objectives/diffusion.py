@@ -140,7 +140,7 @@ class DiffusionFamily:
         self.prediction = m.prediction
         self.num_classes = data.num_classes if m.conditional else 0
         self.label_dropout = m.label_dropout
-        self.model = UNet(out_channels=data.image_shape[-1], channels=m.channels,
+        self.model = UNet(out_channels=self.space_shape(data)[-1], channels=m.channels,
                           channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
                           attention_resolutions=tuple(m.attention_resolutions),
                           dropout=m.dropout, num_classes=self.num_classes,
@@ -211,6 +211,22 @@ class DiffusionFamily:
     def _labels(self, batch):
         return batch["label"] if self.num_classes else None
 
+    # Where the process runs: pixels here; latent diffusion overrides these four.
+
+    clip_x0 = True  # pixels live in [-1, 1]; predicted x0 is clipped there when sampling
+
+    def space_shape(self, data: DataSpec) -> tuple[int, ...]:
+        """Shape of one x0 of the process."""
+        return tuple(data.image_shape)
+
+    def to_space(self, images):
+        """Images of a batch [B, H, W, C] -> x0 of the process."""
+        return images
+
+    def to_images(self, x0):
+        """x0 of the process -> images [B, H, W, C] in value_range."""
+        return jnp.clip(x0, -1.0, 1.0)
+
     def apply(self, params, x_t, index, labels=None, train=False, rng=None):
         return self.model.apply({"params": params}, x_t, index, labels, train=train,
                                 rngs={"dropout": rng} if train else None)
@@ -218,7 +234,7 @@ class DiffusionFamily:
     # The Family contract.
 
     def init(self, rng, batch) -> TrainState:
-        x = batch["image"]
+        x = self.to_space(batch["image"])
         index = jnp.zeros((x.shape[0],), jnp.int32)
         params = self.model.init(rng, x, index, self._labels(batch))["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -227,7 +243,7 @@ class DiffusionFamily:
     def per_example_loss(self, params, batch, rng, train: bool):
         """The simple loss (Ho et al. 2020, eq. 14): mean squared error of the prediction at
         a uniform timestep, per example [B]."""
-        x0 = batch["image"]
+        x0 = self.to_space(batch["image"])
         chex.assert_rank(x0, 4)
         t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
         index = jax.random.randint(t_rng, (x0.shape[0],), 0, self.num_timesteps)
@@ -283,7 +299,7 @@ class DiffusionFamily:
         """L_{t-1} for the timesteps `index` [B] (L_0, the discrete decoder, at index 0): [B]."""
         x_t = self.q_sample(x0, index, noise)
         _, x0_hat = self.to_eps_x0(self.apply(params, x_t, index, labels), x_t, index)
-        x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+        x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if self.clip_x0 else x0_hat
         model_mean = self._posterior_mean(x0_hat, x_t, index)
         model_log_var = _gather(self._model_log_variance(jnp.arange(self.num_timesteps)), index)
         true_log_var = jnp.log(jnp.maximum(_gather(self.schedule.posterior_variance, index),
@@ -360,7 +376,8 @@ class DiffusionFamily:
             eps = eps - jnp.sqrt(1.0 - abar) * self.config.sample.classifier_scale * (
                 self.classifier_gradient(x_t, index, labels))
             x0 = (x_t - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
-        x0 = jnp.clip(x0, -1.0, 1.0)
+        if self.clip_x0:
+            x0 = jnp.clip(x0, -1.0, 1.0)
         abar_prev = jnp.where(pair[1] >= 0, self.schedule.alpha_bar[jnp.maximum(pair[1], 0)], 1.0)
         # eps consistent with the clipped x0, so that clipping never adds energy.
         eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
@@ -387,7 +404,7 @@ class DiffusionFamily:
             labels = jnp.arange(num) % self.data.num_classes
         params = state.params_for_sampling()
         start_rng, loop_rng = jax.random.split(rng)
-        shape = (num,) + tuple(self.data.image_shape)
+        shape = (num,) + self.space_shape(self.data)
         x = jax.random.normal(start_rng, shape) if x_T is None else x_T
         pairs = jnp.asarray(self.timestep_pairs(sampler, steps))
         total = pairs.shape[0]
@@ -415,9 +432,9 @@ class DiffusionFamily:
         return x, snapshots
 
     def sample(self, state: TrainState, rng, num: int, labels=None):
-        """num images [num, H, W, C] in [-1, 1] by the configured sampler (EMA parameters)."""
+        """num images [num, H, W, C] in value_range by the configured sampler (EMA params)."""
         x, _ = self.trajectory(state, rng, num, labels)
-        return jnp.clip(x, -1.0, 1.0)
+        return self.to_images(x)
 
     def forward_strip(self, x0, rng, num_points: int = 8):
         """x0 [H, W, C] noised at evenly spaced t -> [num_points, H, W, C]."""
