@@ -160,9 +160,9 @@ class DiffusionFamily:
                               f"{config.family}, not a noisy_classifier")
         if (config.model.schedule, config.model.num_timesteps) != (
                 self.config.model.schedule, self.num_timesteps):
-            raise ConfigError("sample.classifier_workdir: the classifier was trained on the "
-                              f"{config.model.schedule} schedule with T={config.model.num_timesteps}"
-                              f", this model uses {self.config.model.schedule} with "
+            trained = f"{config.model.schedule} schedule with T={config.model.num_timesteps}"
+            raise ConfigError(f"sample.classifier_workdir: the classifier was trained on the "
+                              f"{trained}, this model uses {self.config.model.schedule} with "
                               f"T={self.num_timesteps}")
         return family, params
 
