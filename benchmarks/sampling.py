@@ -1,0 +1,81 @@
+"""Diffusion sampling time: N images with DDPM (all T steps) and DDIM (50 steps).
+
+python benchmarks/sampling.py [--experiments ddpm_digits ddpm_fashion_mnist] [--num 1000]
+    [--batch 500] [--override KEY=VALUE ...]
+Untrained (initialised) parameters: the cost of a sampler does not depend on the weights.
+Compile time is measured separately from the timed runs. Writes
+benchmarks/results/sampling_<platform>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from jaxgen import cli  # noqa: E402
+from jaxgen.trainer import Trainer  # noqa: E402
+
+SAMPLERS = {"ddpm": ["sample.sampler=ddpm"], "ddim50": ["sample.sampler=ddim", "sample.steps=50"]}
+
+
+def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: list[str]):
+    flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
+                                          "--workdir=/nonexistent"])
+    config, splits, family = cli.prepare(flags, [*overrides, *SAMPLERS[sampler]])
+    trainer = Trainer(config, family, splits)
+    state = trainer.init_state()
+    rng = jax.random.key_data(jax.random.key(0))
+    start = time.perf_counter()
+    compiled = trainer.sample_fn.lower(state, rng, batch).compile()
+    compile_seconds = time.perf_counter() - start
+    batches = -(-num // batch)
+    start = time.perf_counter()
+    for b in range(batches):
+        out = compiled(state, jax.random.key_data(jax.random.fold_in(jax.random.key(0), b)))
+    jax.block_until_ready(out)
+    seconds = time.perf_counter() - start
+    return {"experiment": experiment, "sampler": sampler, "overrides": overrides,
+            "network_passes_per_image": len(family.timestep_pairs(config.sample.sampler,
+                                                                  config.sample.steps)),
+            "num_images": batches * batch, "batch": batch, "compile_seconds": compile_seconds,
+            "seconds": seconds, "images_per_second": batches * batch / seconds}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--experiments", nargs="+", default=["ddpm_digits"])
+    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    p.add_argument("--num", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--override", action="append", default=[])
+    p.add_argument("--out", default="")
+    args = p.parse_args()
+    os.chdir(ROOT)
+    results = []
+    for experiment in args.experiments:
+        for sampler in args.samplers:
+            row = benchmark(experiment, sampler, args.num, args.batch, args.override)
+            results.append(row)
+            print(json.dumps(row))
+    device = jax.devices()[0]
+    out = args.out or os.path.join(ROOT, "benchmarks", "results",
+                                   f"sampling_{device.platform}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump({"device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+                   "num_devices": jax.device_count(), "jax": jax.__version__,
+                   "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                   "results": results}, f, indent=2)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
