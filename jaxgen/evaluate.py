@@ -1,4 +1,4 @@
-"""python -m jaxgen.evaluate --workdir=DIR [--num_samples=N] [--config.eval.KEY=VALUE]
+"""python -m jaxgen.evaluate --workdir=DIR [--num_samples=N] [--output=FILE] [--config.KEY=VALUE]
 
 Every metric of the newest checkpoint, written to DIR/metrics.json and printed as a
 table: the family's likelihood metrics on the test split (its `evaluate_step` when it
@@ -10,6 +10,7 @@ reconstruction error beside PCA's at the same dimension.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -27,7 +28,12 @@ def main(argv: list[str]) -> None:
                    help="test examples for likelihoods; default config.eval.num_examples (0: all)")
     p.add_argument("--num_samples", type=int, default=None,
                    help="samples for FID etc.; default config.eval.num_samples (0: none)")
+    p.add_argument("--output", default="metrics.json",
+                   help="file name in DIR for the results (several evaluations of one run, "
+                        "e.g. at several guidance scales, sit side by side)")
     flags, overrides = cli.parse(p, argv)
+    if os.path.basename(flags.output) != flags.output or not flags.output.endswith(".json"):
+        raise config_lib.ConfigError(f"--output must be a .json file name, got '{flags.output}'")
     if flags.num_samples is not None:
         overrides.append(f"eval.num_samples={flags.num_samples}")
     if flags.num_examples is not None:
@@ -49,6 +55,7 @@ def main(argv: list[str]) -> None:
         "num_examples": num_examples,
         "seed": config.seed,
         "eval_config": config.eval.to_dict(),
+        "config": json.loads(config.to_json()),  # with this evaluation's overrides
         "run": config_lib.run_record(),
     }
     if config.eval.num_samples and hasattr(family, "sample"):
@@ -59,7 +66,7 @@ def main(argv: list[str]) -> None:
         record.update({k: v for k, v in found.items() if k != "model"})
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():
-        cli.write_json_atomic(os.path.join(flags.workdir, "metrics.json"), record)
+        cli.write_json_atomic(os.path.join(flags.workdir, flags.output), record)
         print(format_table(record))
 
 

@@ -1,6 +1,7 @@
 """python -m jaxgen.report ROOT... [--metric=fid --x=model.beta] [--out=DIR]
 
-Collects config.json and metrics.json of every workdir under the ROOTs into one table:
+Collects every evaluation (metrics*.json beside a config.json) under the ROOTs into one
+table, each with the config it was evaluated under:
 one row per configuration, the config keys that differ between runs as columns, each
 metric as mean and standard deviation over the seeds that ran it. Writes report.md
 (Markdown), report.csv (every metric) and, with --metric and --x, a plot of the metric
@@ -19,15 +20,18 @@ from typing import Any
 
 from jaxgen import config as config_lib
 
-# Keys that say how long or how often, not what is trained: never table columns.
-IGNORED_PREFIXES = config_lib.RESUMABLE_KEYS + ("seed", "data.data_dir")
+# Keys that say how often, where or in what chunks, not what is trained or measured: never
+# table columns. (Sampler and evaluation settings such as sample.guidance_scale are.)
+IGNORED_PREFIXES = ("seed", "data.data_dir", "train.log_every_steps", "checkpoint.",
+                    "eval.every_steps", "eval.batch_size", "eval.sample_batch_size",
+                    "eval.iwae_chunk", "eval.extractor_dir", "sample.every_steps", "sample.num")
 # The Markdown table's metrics, in this order, where present (the CSV has them all).
 HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "fid", "kid", "precision",
             "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
 
 
 def find_runs(roots: list[str]) -> list[dict[str, Any]]:
-    """[{"workdir", "config" (flattened), "metrics" (values)}] of evaluated workdirs."""
+    """[{"workdir", "config" (flattened), "metrics" (values)}], one per evaluation file."""
     runs = []
     for root in roots:
         if not os.path.isdir(root):
@@ -35,12 +39,19 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
         for directory, subdirs, files in os.walk(root):
             subdirs[:] = sorted(d for d in subdirs if d not in ("checkpoints", "tensorboard",
                                                                 "samples"))
-            if "config.json" in files and "metrics.json" in files:
-                with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-                    config = config_lib.flatten(json.load(f))
-                with open(os.path.join(directory, "metrics.json"), encoding="utf-8") as f:
-                    metrics = json.load(f)["values"]
-                runs.append({"workdir": directory, "config": config, "metrics": metrics})
+            if "config.json" not in files:
+                continue
+            with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
+                trained = json.load(f)
+            for name in sorted(files):
+                if not (name.startswith("metrics") and name.endswith(".json")):
+                    continue
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    record = json.load(f)
+                # An evaluation records the config it ran under (sampler, guidance...).
+                config = config_lib.flatten(record.get("config", trained))
+                runs.append({"workdir": os.path.join(directory, name), "config": config,
+                             "metrics": record["values"]})
     return runs
 
 

@@ -10,6 +10,10 @@ An experiment declares its sweep as a list of (name, {config key: value}) points
 
     def get_sweep():
         return sweep.grid({"model.beta": [0.5, 1.0, 2.0], "seed": [0, 1, 2]})
+
+Points that differ only in `sample.*` and `eval.*` keys (a guidance scale, a sampler)
+share one trained workdir, named after their training keys ("base" when none), and
+write their evaluations side by side as metrics_<point>.json.
 """
 
 from __future__ import annotations
@@ -80,26 +84,42 @@ def override_text(value: Any) -> str:
     return str(value)
 
 
+EVALUATION_PREFIXES = ("sample.", "eval.")
+
+
+def layout(name: str, overrides: dict[str, Any]) -> tuple[str, str]:
+    """(workdir name, metrics file name) of a point; see the module docstring."""
+    train = {k: v for k, v in overrides.items() if not k.startswith(EVALUATION_PREFIXES)}
+    if len(train) == len(overrides):
+        return name, "metrics.json"
+    workdir = "_".join(f"{k.split('.')[-1]}={override_text(v)}" for k, v in train.items())
+    return workdir or "base", f"metrics_{name}.json"
+
+
 def point_commands(spec: str, root: str, name: str, overrides: dict[str, Any],
                    common: list[str], num_samples: int | None,
                    python: str = sys.executable) -> list[list[str]]:
     """[train argv, evaluate argv] of one point; common overrides come first."""
-    workdir = os.path.join(root, name)
+    directory, output = layout(name, overrides)
+    workdir = os.path.join(root, directory)
     train = [python, "-m", "jaxgen.train", f"--config={spec}", f"--workdir={workdir}"]
     train += [f"--config.{o}" for o in common]
-    train += [f"--config.{k}={override_text(v)}" for k, v in overrides.items()]
-    evaluate = [python, "-m", "jaxgen.evaluate", f"--workdir={workdir}"]
+    evaluate = [python, "-m", "jaxgen.evaluate", f"--workdir={workdir}", f"--output={output}"]
+    for key, value in overrides.items():
+        target = evaluate if key.startswith(EVALUATION_PREFIXES) and output != "metrics.json" \
+            else train
+        target.append(f"--config.{key}={override_text(value)}")
     if num_samples is not None:
         evaluate.append(f"--num_samples={num_samples}")
     return [train, evaluate]
 
 
-def is_done(workdir: str) -> bool:
-    """A point is done when its metrics.json is of the config's final step."""
+def is_done(workdir: str, output: str = "metrics.json") -> bool:
+    """A point is done when its metrics file is of the config's final step."""
     try:
         with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
             num_steps = json.load(f)["train"]["num_steps"]
-        with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+        with open(os.path.join(workdir, output), encoding="utf-8") as f:
             return json.load(f)["step"] == num_steps
     except (OSError, KeyError, ValueError):
         return False
@@ -132,14 +152,21 @@ def main(argv: list[str]) -> None:
     commands = {name: point_commands(flags.config, flags.workdir, name, point, overrides,
                                      flags.num_samples, python) for name, point in points}
     if flags.print:
+        # One line per trained workdir: its training, then each of its evaluations, so that
+        # points sharing a workdir never train it concurrently.
+        lines: dict[str, list[str]] = {}
         for name, (train, evaluate) in commands.items():
-            print(f"{shlex.join(train)} && {shlex.join(evaluate)}")
+            lines.setdefault(layout(name, dict(points)[name])[0], [shlex.join(train)]).append(
+                shlex.join(evaluate))
+        for parts in lines.values():
+            print(" && ".join(parts))
         return
     os.makedirs(flags.workdir, exist_ok=True)
     failed = []
     for index, (name, (train, evaluate)) in enumerate(commands.items(), 1):
-        workdir = os.path.join(flags.workdir, name)
-        if is_done(workdir):
+        directory, output = layout(name, dict(points)[name])
+        workdir = os.path.join(flags.workdir, directory)
+        if is_done(workdir, output):
             print(f"[sweep] {index}/{len(commands)} {name}: done already", flush=True)
             continue
         print(f"[sweep] {index}/{len(commands)} {name}: {shlex.join(train)}", flush=True)

@@ -174,3 +174,21 @@ def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_pat
     assert len(rows) == 1 and "| 2 |" in rows[0] and "±" in rows[0]
     assert (root / "report.csv").read_text().startswith("model.beta,seeds,")
     assert (root / "neg_elbo_vs_beta.png").stat().st_size > 0
+
+
+def test_points_differing_only_in_evaluation_share_one_trained_workdir(tmp_path):
+    spec = tmp_path / "eval_sweep.py"
+    header = SWEEP.split("def get_sweep")[0].format(experiments=os.path.join(ROOT, "experiments"))
+    spec.write_text(header + "def get_sweep():\n    return sweep.grid("
+                    "{'model.beta': [1.0, 4.0], 'eval.num_samples': [128, 256]})\n")
+    listed = subprocess.run([sys.executable, "-m", "jaxgen.sweep", f"--config={spec}",
+                             f"--workdir={tmp_path / 'root'}", "--print"], cwd=ROOT,
+                            env=env_with_devices(), capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2  # one line per trained workdir: train, then its two evaluations
+    first = lines[0].split(" && ")
+    assert len(first) == 3 and "jaxgen.train" in first[0] and "/root/beta=1.0" in first[0]
+    assert "--output=metrics_beta=1.0_num_samples=128.json" in first[1]
+    assert "--config.eval.num_samples=256" in first[2]
+    assert "eval.num_samples" not in first[0]
