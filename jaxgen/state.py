@@ -62,5 +62,12 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
+def apply_gradients(state: TrainState, grads: Any,
+                    optimizer: optax.GradientTransformation) -> TrainState:
+    """One optimiser step on state.params and state.opt_state."""
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+
+
 def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)

@@ -15,7 +15,7 @@ import optax
 from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.autoencoder import AutoEncoder
-from jaxgen.state import TrainState, make_optimizer
+from jaxgen.state import TrainState, apply_gradients, make_optimizer
 
 LOSSES = ("mse", "bce")
 
@@ -76,9 +76,7 @@ class AEFamily:
             return jnp.mean(self.per_example_loss(params, batch["image"]))
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return (state.replace(params=params, opt_state=opt_state),
+        return (apply_gradients(state, grads, self.optimizer),
                 {"loss": loss, "grad_norm": optax.global_norm(grads)})
 
     def eval_step(self, state: TrainState, batch, rng):

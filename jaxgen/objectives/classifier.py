@@ -13,7 +13,7 @@ from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.classifier import ConvClassifier
 from jaxgen.objectives import schedules
-from jaxgen.state import TrainState, make_optimizer
+from jaxgen.state import TrainState, apply_gradients, make_optimizer
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -86,9 +86,7 @@ class ClassifierFamily:
             return loss, jnp.mean(jnp.argmax(logits, -1) == batch["label"])
 
         (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return (state.replace(params=params, opt_state=opt_state),
+        return (apply_gradients(state, grads, self.optimizer),
                 {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)})
 
     def eval_step(self, state: TrainState, batch, rng):

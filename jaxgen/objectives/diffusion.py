@@ -21,7 +21,7 @@ from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.unet import UNet
 from jaxgen.objectives import schedules
-from jaxgen.state import TrainState, make_optimizer
+from jaxgen.state import TrainState, apply_gradients, make_optimizer
 
 log = logging.getLogger("jaxgen")
 
@@ -264,9 +264,7 @@ class DiffusionFamily:
             return jnp.mean(self.per_example_loss(params, batch, rng, train=True))
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return (state.replace(params=params, opt_state=opt_state),
+        return (apply_gradients(state, grads, self.optimizer),
                 {"loss": loss, "grad_norm": optax.global_norm(grads)})
 
     def eval_step(self, state: TrainState, batch, rng):

@@ -19,7 +19,7 @@ from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.autoencoder import AutoEncoder
 from jaxgen.objectives import likelihoods as lk
-from jaxgen.state import TrainState, make_optimizer
+from jaxgen.state import TrainState, apply_gradients, make_optimizer
 
 
 def default_config(decoder: str = "bernoulli") -> ml_collections.ConfigDict:
@@ -129,10 +129,8 @@ class VAEFamily:
                           "kl": jnp.mean(kl)}
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-        return state.replace(params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, grads, self.optimizer), metrics
 
     def eval_step(self, state: TrainState, batch, rng):
         recon, kl = self.per_example_terms(state.params_for_sampling(), batch, rng)
