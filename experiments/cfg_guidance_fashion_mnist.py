@@ -1,0 +1,23 @@
+"""Ablation: classifier-free guidance scale against FID, precision/recall and conditional
+accuracy on Fashion-MNIST. One model (ddpm_fashion_mnist:cfg) is trained; the points differ
+only in sample.guidance_scale, so they share its workdir and are evaluated side by side.
+
+python -m jaxgen.sweep --config=experiments/cfg_guidance_fashion_mnist.py --workdir=runs/cfg
+python -m jaxgen.report runs/cfg --metric=conditional_accuracy --x=sample.guidance_scale
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from jaxgen import sweep  # noqa: E402
+from ddpm_fashion_mnist import get_config as ddpm_config  # noqa: E402
+
+
+def get_config():
+    return ddpm_config("cfg")
+
+
+def get_sweep():
+    return sweep.grid({"sample.guidance_scale": [0.0, 0.5, 1.0, 2.0, 4.0]})
