@@ -3,7 +3,7 @@
 Residual blocks with GroupNorm and SiLU, a sinusoidal timestep embedding through an
 MLP (a class embedding added to it), single-head self-attention at chosen resolutions,
 skip connections from every encoder stage to the decoder, dropout, stride-2 convolutions
-down and nearest-neighbour upsampling + convolution up (no ConvTranspose: ~20x slower on
+down and nearest-neighbour upsampling + convolution up (no transposed convolution: ~20x slower on
 XLA:CPU, and free of checkerboard artefacts).
 """
 
