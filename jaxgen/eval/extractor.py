@@ -30,6 +30,9 @@ from jaxgen.data.sources import DataSpec, Split
 log = logging.getLogger("jaxgen")
 
 RECORD_FILE = "extractor.json"
+# Part of the cache key beside the config: bump it whenever the classifier's code (model,
+# objective, training) changes what a given config trains, so no stale extractor is reused.
+CLASSIFIER_VERSION = 1
 
 
 @dataclasses.dataclass
@@ -67,7 +70,8 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
 
 def classifier_directory(config: ml_collections.ConfigDict) -> str:
     c = classifier_config(config)
-    digest = hashlib.sha256(c.to_json(sort_keys=True).encode()).hexdigest()[:12]
+    key = f"v{CLASSIFIER_VERSION}:{c.to_json(sort_keys=True)}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
     return os.path.join(cache_root(config), f"classifier-{dataset}-{digest}")
 
