@@ -72,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.pr_k = 3  # k of the k-NN manifolds of precision/recall
     c.eval.kid_block_size = 1000
     c.eval.coverage_threshold = 0.1  # covered: share >= threshold * the data's share
+    # Samples whose FID, recall, coverage... are logged at every eval step of training (the
+    # same z each time: curves over training); 0: off.
+    c.eval.track_samples = 0
 
     c.sample = ml_collections.ConfigDict()
     c.sample.every_steps = 500

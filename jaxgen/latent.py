@@ -1,5 +1,6 @@
 """Latent-space tools for any family with `encode(params, x, labels)` and `decode(params, z,
-labels)`: interpolation, attribute arithmetic, 2-D scatter, and the PCA baseline.
+labels)`: interpolation, attribute arithmetic, 2-D scatter, and the PCA baseline; the
+interpolation and class-mean helpers also serve generators without an encoder (a GAN).
 
 Shapes: images [N, H, W, C] in the family's value range; latents [N, L].
 """
@@ -13,6 +14,11 @@ import numpy as np
 
 def has_latent_space(family) -> bool:
     return hasattr(family, "encode") and hasattr(family, "decode")
+
+
+def has_generator(family) -> bool:
+    """A prior to sample z from and a map z -> image, without an encoder (a GAN)."""
+    return hasattr(family, "latents") and hasattr(family, "from_latents")
 
 
 def encode_mean(family, params, images, labels=None) -> jax.Array:
@@ -54,7 +60,11 @@ def interpolate(family, params, image_a, image_b, steps: int = 10, spherical: bo
 
 def class_means(family, params, images, labels, num_classes: int) -> jax.Array:
     """Mean code of each class: [num_classes, L] (classes absent from labels get NaN)."""
-    z = encode_mean(family, params, images)
+    return mean_by_class(encode_mean(family, params, images), labels, num_classes)
+
+
+def mean_by_class(z: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+    """z [N, L], labels int [N] -> [num_classes, L] (classes absent from labels get NaN)."""
     one_hot = jax.nn.one_hot(labels, num_classes)
     counts = one_hot.sum(0)
     return (one_hot.T @ z) / counts[:, None]

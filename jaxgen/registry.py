@@ -17,6 +17,7 @@ FAMILIES = {
     "noisy_classifier": "jaxgen.objectives.classifier:NoisyClassifierFamily",
     "diffusion": "jaxgen.objectives.diffusion:DiffusionFamily",
     "latent_diffusion": "jaxgen.objectives.latent_diffusion:LatentDiffusionFamily",
+    "gan": "jaxgen.objectives.gan:GANFamily",
 }
 
 

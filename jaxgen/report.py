@@ -1,11 +1,14 @@
-"""python -m jaxgen.report ROOT... [--metric=fid --x=model.beta] [--out=DIR]
+"""python -m jaxgen.report ROOT... [--metric=fid --x=model.beta] [--curve=recall] [--out=DIR]
 
 Collects every evaluation (metrics*.json beside a config.json) under the ROOTs into one
 table, each with the config it was evaluated under:
 one row per configuration, the config keys that differ between runs as columns, each
 metric as mean and standard deviation over the seeds that ran it. Writes report.md
 (Markdown), report.csv (every metric) and, with --metric and --x, a plot of the metric
-against the key, one line per setting of the other swept keys.
+against the key, one line per setting of the other swept keys. With --curve, a metric the
+runs logged during training (metrics.jsonl; --split=train, or test for the eval steps and
+eval.track_samples) against step, one line per setting (mean over seeds), and its table at
+--at_steps (curve.md).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 from typing import Any
 
 from jaxgen import config as config_lib
+from jaxgen.writers import read_metrics
 
 # Keys that say how often, where or in what chunks, not what is trained or measured: never
 # table columns. (Sampler and evaluation settings such as sample.guidance_scale are.)
@@ -31,7 +35,8 @@ HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "fid", "kid", "prec
 
 
 def find_runs(roots: list[str]) -> list[dict[str, Any]]:
-    """[{"workdir", "config" (flattened), "metrics" (values)}], one per evaluation file."""
+    """[{"workdir", "config" (flattened), "metrics" (values)}], one per evaluation file, or
+    per trained workdir that has no evaluation (its metrics empty)."""
     runs = []
     for root in roots:
         if not os.path.isdir(root):
@@ -43,9 +48,13 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                 continue
             with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
                 trained = json.load(f)
-            for name in sorted(files):
-                if not (name.startswith("metrics") and name.endswith(".json")):
-                    continue
+            evaluations = [n for n in sorted(files)
+                           if n.startswith("metrics") and n.endswith(".json")]
+            if not evaluations and "metrics.jsonl" in files:
+                # Trained, not evaluated: only its training logs (--curve) have figures.
+                runs.append({"workdir": os.path.join(directory, "metrics.jsonl"),
+                             "config": config_lib.flatten(trained), "metrics": {}})
+            for name in evaluations:
                 with open(os.path.join(directory, name), encoding="utf-8") as f:
                     record = json.load(f)
                 # An evaluation records the config it ran under (sampler, guidance...).
@@ -137,6 +146,67 @@ def plot(path: str, rows: list[dict[str, Any]], keys: list[str], metric: str, x:
     plt.close(fig)
 
 
+def logged_curves(runs: list[dict[str, Any]], keys: list[str], metric: str,
+                  split: str) -> dict[str, dict[str, Any]]:
+    """{setting label: {"setting", "curves": [{step: value}, one per training run]}}."""
+    groups: dict[str, dict[str, Any]] = {}
+    seen = set()
+    for run in runs:
+        directory = os.path.dirname(run["workdir"])
+        if directory in seen:  # evaluation-only points share their training run
+            continue
+        seen.add(directory)
+        curve = {r["step"]: r[metric] for r in read_metrics(directory, split) if metric in r}
+        if not curve:
+            continue
+        setting = {k: run["config"].get(k) for k in keys}
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in setting.items()) or metric
+        groups.setdefault(label, {"setting": setting, "curves": []})["curves"].append(curve)
+    return dict(sorted(groups.items()))
+
+
+def _value_at(curve: dict[int, float], step: int) -> float:
+    """The value logged at `step`, else at the first logged step after it."""
+    later = [s for s in curve if s >= step]
+    return curve[min(later)] if later else float("nan")
+
+
+def curve_markdown(groups: dict[str, dict[str, Any]], keys: list[str],
+                   steps: list[int]) -> str:
+    header = [*keys, "seeds", *[f"step {s}" for s in steps]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group in groups.values():
+        cells = [str(group["setting"][k]) for k in keys] + [str(len(group["curves"]))]
+        for step in steps:
+            values = [v for v in (_value_at(c, step) for c in group["curves"]) if math.isfinite(v)]
+            std = statistics.stdev(values) if len(values) > 1 else float("nan")
+            cells.append(_cell(statistics.fmean(values), std) if values else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(path: str, groups: dict[str, dict[str, Any]], metric: str, split: str) -> None:
+    """Mean over seeds against step, a shaded band of +- one std, one line per setting."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, group in groups.items():
+        steps = sorted(set.intersection(*(set(c) for c in group["curves"])))
+        values = np.array([[c[s] for s in steps] for c in group["curves"]])
+        mean, std = values.mean(0), values.std(0)
+        ax.plot(steps, mean, label=label)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{metric} ({split})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("roots", nargs="+", help="directories holding evaluated workdirs")
@@ -145,6 +215,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--x", default="", help="config key on the plot's x axis")
     p.add_argument("--metrics", default="",
                    help="comma-separated metrics of the Markdown table; default: the headline")
+    p.add_argument("--curve", default="", help="a metric logged during training to plot "
+                   "against step")
+    p.add_argument("--split", default="test", choices=("train", "test"),
+                   help="the metrics.jsonl rows of --curve")
+    p.add_argument("--at_steps", default="", help="comma-separated steps of the --curve table")
     flags = p.parse_args(argv)
     if bool(flags.metric) != bool(flags.x):
         raise config_lib.ConfigError("--metric and --x go together")
@@ -175,6 +250,22 @@ def main(argv: list[str]) -> None:
         path = os.path.join(out, f"{flags.metric}_vs_{flags.x.split('.')[-1]}.png")
         plot(path, rows, keys, flags.metric, flags.x)
         print(path)
+    if flags.curve:
+        groups = logged_curves(runs, keys, flags.curve, flags.split)
+        if not groups:
+            raise config_lib.ConfigError(f"no run logged '{flags.curve}' in its {flags.split} "
+                                         "rows of metrics.jsonl")
+        path = os.path.join(out, f"{flags.curve}_{flags.split}_over_training.png")
+        plot_curves(path, groups, flags.curve, flags.split)
+        print(path)
+        if flags.at_steps:
+            steps = [int(s) for s in flags.at_steps.split(",")]
+            table = curve_markdown(groups, keys, steps)
+            with open(os.path.join(out, f"{flags.curve}_{flags.split}_curve.md"), "w",
+                      encoding="utf-8") as f:
+                f.write(f"{flags.curve} ({flags.split}) during training; mean ± std over "
+                        f"seeds\n\n{table}")
+            print(table, end="")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 Pictures from the newest checkpoint, written to DIR/samples/: a grid of samples and,
 for families with a latent space (encode/decode), linear and spherical interpolations
 between test images, attribute arithmetic, and a scatter plot of 2-D latents; for
+generators without an encoder (GANs), interpolations between prior draws and attribute
+vectors between classes the evaluation classifier assigns to samples (a conditional
+generator: one z per row rendered in every class); for
 families with a noising process (diffusion), a forward-process strip (test images at
 increasing t) and a reverse-process strip (x_t along sampling trajectories).
 Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .eta,
@@ -41,6 +44,8 @@ def main(argv: list[str]) -> None:
         written.append(path)
     if latent.has_latent_space(family) and parallel.is_primary():
         written += latent_pictures(family, state, splits, config, flags, outdir, step)
+    if latent.has_generator(family) and parallel.is_primary():
+        written += generator_pictures(family, state, splits, config, flags, outdir, step)
     if hasattr(family, "trajectory"):
         written += process_pictures(family, state, splits, outdir, step)
     for path in written:
@@ -107,6 +112,53 @@ def latent_pictures(family, state, splits, config, flags, outdir: str, step: int
         z = np.asarray(latent.encode_mean(family, params, x, labels))
         paths.append(os.path.join(outdir, f"latent_scatter_step_{step:07d}.png"))
         viz.scatter_2d(paths[-1], z, y, f"test latents (posterior means), step {step}")
+    return paths
+
+
+def generator_pictures(family, state, splits, config, flags, outdir: str,
+                       step: int) -> list[str]:
+    import jax
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 20_000)
+    z = family.latents(rng, 2000)
+    t = jnp.linspace(0.0, 1.0, flags.steps)
+    num_classes = getattr(family, "num_classes", 0)
+    rows = []
+    for pair in range(4):  # for each pair of draws: the line, then the great circle
+        for path in (latent.lerp, latent.slerp):
+            labels = jnp.full((flags.steps,), pair % num_classes) if num_classes else None
+            rows.append(family.from_latents(state, path(z[2 * pair], z[2 * pair + 1], t),
+                                            labels))
+    paths = [os.path.join(outdir, f"interpolation_step_{step:07d}.png")]
+    viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(rows), family.value_range),
+                                     rows=len(rows)))
+    if num_classes:
+        z_rows = jnp.repeat(z[:8], num_classes, axis=0)
+        labels = jnp.tile(jnp.arange(num_classes), 8)
+        paths.append(os.path.join(outdir, f"class_grid_step_{step:07d}.png"))
+        viz.save_png(paths[-1], viz.grid(viz.to_uint8(
+            np.asarray(family.from_latents(state, z_rows, labels)), family.value_range), rows=8))
+        return paths
+    # Attribute vectors (Radford et al. 2016): the mean z of samples the classifier calls
+    # TO minus that of samples it calls FROM, added to draws of class FROM.
+    from jaxgen.eval.extractor import to_unit_range
+    from jaxgen.eval.runner import load_extractors
+    classifier = load_extractors(config, splits)["classes"]
+    predicted = jnp.concatenate([classifier.apply(to_unit_range(
+        family.from_latents(state, chunk), family.value_range))["label"]
+        for chunk in jnp.split(z, 4)])
+    means = latent.mean_by_class(z, predicted, classifier.num_classes)
+    source, target = (int(c) for c in flags.attribute.split(","))
+    starts = np.flatnonzero(np.asarray(predicted) == source)[:4]
+    if len(starts) == 0 or not bool(jnp.all(jnp.isfinite(means[target]))):
+        print(f"no attribute vector: the generator's 2000 draws contain no class {source} "
+              f"or no class {target} (by the classifier)")
+        return paths
+    alphas = jnp.linspace(0.0, 1.5, flags.steps)
+    strips = [family.from_latents(state, z[i] + alphas[:, None] * (means[target] - means[source]))
+              for i in starts]
+    paths.append(os.path.join(outdir, f"attribute_{source}_to_{target}_step_{step:07d}.png"))
+    viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
+                                     rows=len(starts)))
     return paths
 
 

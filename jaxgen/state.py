@@ -19,13 +19,16 @@ class TrainState:
     states under the same fields.
 
     step: int32 []; rng: uint32 [2] key data, the root of all randomness of the run;
-    ema_params: a copy of params averaged over steps, or None when EMA is off.
+    ema_params: a copy of params averaged over steps, or None when EMA is off;
+    model_state: variables a model updates without gradients (spectral-norm power-iteration
+    vectors), or None.
     """
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
     ema_params: Any = None
+    model_state: Any = None
 
     def params_for_sampling(self) -> Any:
         return self.params if self.ema_params is None else self.ema_params

@@ -183,6 +183,8 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
     start = int(state.step)
     pending: list[dict[str, jax.Array]] = []
     last_log = (start, time.perf_counter())
+    # A family names the metrics worth a plot (a GAN: both players' losses).
+    curve_keys = list(getattr(trainer.family, "curve_metrics", ("loss",)))
     from tqdm import tqdm
     bar = tqdm(total=num_steps, initial=start, disable=not parallel.is_primary(),
                unit="step", dynamic_ncols=True, mininterval=1.0)
@@ -205,23 +207,32 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
                     last_log = (done, now)
                     means.update(steps_per_sec=rate, images_per_sec=rate * config.train.batch_size)
                     writer.scalars(done, "train", means)
-                    bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}")
-            if done % config.eval.every_steps == 0 or last:
-                writer.scalars(done, "test", trainer.evaluate(state))
+                    bar.set_postfix({k: f"{means[k]:.4g}" for k in curve_keys if k in means})
             # Sampling is optional in the contract: a classifier has no sampler.
             sampler = hasattr(trainer.family, "sample")
+            if done % config.eval.every_steps == 0 or last:
+                values = trainer.evaluate(state)
+                if sampler and config.eval.track_samples:
+                    from jaxgen.eval.runner import sample_metrics
+                    values.update(sample_metrics(trainer, state, trainer.splits,
+                                                 config.eval.track_samples, real=False)["model"])
+                writer.scalars(done, "test", values)
             if sampler and (done % config.sample.every_steps == 0 or last):
                 _write_samples(trainer, state, writer, workdir, done)
+                _write_curves(workdir, curve_keys)
             if save_now:
                 checkpointer.save(done, state, trainer.stream.position(done))
     finally:
         bar.close()
-    if parallel.is_primary():
-        rows = read_metrics(workdir)
-        viz.curves(os.path.join(workdir, "loss_curves.png"),
-                   [r for r in rows if r["split"] == "train"], ["loss"], "train loss")
+    _write_curves(workdir, curve_keys)
     writer.flush()
     return state
+
+
+def _write_curves(workdir: str, keys: list[str]) -> None:
+    if parallel.is_primary():
+        viz.curves(os.path.join(workdir, "loss_curves.png"), read_metrics(workdir, "train"),
+                   keys, "train " + ", ".join(keys))
 
 
 def _check_finite(pending: list[dict[str, jax.Array]], done: int,

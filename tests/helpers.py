@@ -47,3 +47,64 @@ def train_tiny(workdir: str, steps: int, *extra: str, num_devices: int | None = 
                                f"--config.train.num_steps={steps}", *extra], num_devices)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def final_state(workdir: str):
+    """(step, state tree) of the newest checkpoint in workdir, restored onto one device."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    directory = os.path.join(workdir, "checkpoints")
+    manager = ocp.CheckpointManager(directory)
+    step = manager.latest_step()
+    # Saved on another topology (e.g. 8 devices): restore onto this process's first device.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    metadata = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state"))
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata.item_metadata.tree)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))
+    manager.close()
+    return step, restored["state"]
+
+
+def assert_kill_and_resume_match(tmp: str, config_args: list[str], steps: int,
+                                 kill_after: int) -> None:
+    """A run SIGKILLed once it has a checkpoint at or past `kill_after` and restarted ends
+    at exactly the parameters (all of the state) of an uninterrupted run."""
+    import signal
+    import time
+
+    import jax
+    import numpy as np
+
+    args = [*config_args, f"--config.train.num_steps={steps}"]
+    straight = run_cli("train", [*args, f"--workdir={tmp}/straight"])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    workdir = f"{tmp}/killed"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxgen.train", *args, f"--workdir={workdir}"],
+                            cwd=ROOT, env=env_with_devices(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        saved = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
+            checkpoints) else []
+        if saved and max(saved) >= kill_after:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+    assert killed_at < steps
+    result = run_cli("train", [*args, f"--workdir={workdir}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from step" in result.stderr
+    step_a, state_a = final_state(f"{tmp}/straight")
+    step_b, state_b = final_state(workdir)
+    assert step_a == step_b == steps
+    leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for a, b in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(a, b)

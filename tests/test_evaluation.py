@@ -192,3 +192,25 @@ def test_points_differing_only_in_evaluation_share_one_trained_workdir(tmp_path)
     assert "--output=metrics_beta=1.0_num_samples=128.json" in first[1]
     assert "--config.eval.num_samples=256" in first[2]
     assert "eval.num_samples" not in first[0]
+
+
+def test_report_curve_tabulates_a_logged_metric_over_training_per_setting(tmp_path):
+    from jaxgen import report
+    # Two settings x two seeds of hand-written training logs (no evaluation file).
+    for loss, scale in (("minimax", 1.0), ("non_saturating", 10.0)):
+        for seed in (0, 1):
+            run = tmp_path / f"{loss}_{seed}"
+            run.mkdir()
+            (run / "config.json").write_text(json.dumps(
+                {"seed": seed, "model": {"loss": loss}, "train": {"log_every_steps": 10}}))
+            rows = [{"step": s, "split": "train", "g_grad_norm": scale * (s + seed)}
+                    for s in (10, 20, 30)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report.main([str(tmp_path), "--curve=g_grad_norm", "--split=train", "--at_steps=15,30"])
+    table = (tmp_path / "g_grad_norm_train_curve.md").read_text()
+    # Step 15 takes the first logged step after it (20): mean of 20 and 21, std 0.71.
+    assert "| minimax | 2 | 20.5 ± 0.71 | 30.5 ± 0.71 |" in table, table
+    assert "| non_saturating | 2 | 205 ± 7.1 | 305 ± 7.1 |" in table, table
+    assert (tmp_path / "g_grad_norm_train_over_training.png").is_file()
+    with pytest.raises(Exception, match="no run logged 'recall'"):
+        report.main([str(tmp_path), "--curve=recall"])

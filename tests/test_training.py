@@ -2,35 +2,18 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from jaxgen import cli, trainer
 from jaxgen.writers import read_metrics
-from tests.helpers import ROOT, TINY, env_with_devices, run_cli, train_tiny
-
-
-def _final_params(workdir):
-    directory = os.path.join(workdir, "checkpoints")
-    manager = ocp.CheckpointManager(directory)
-    step = manager.latest_step()
-    # Saved on another topology (e.g. 8 devices): restore onto this process's first device.
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    metadata = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state"))
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          metadata.item_metadata.tree)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))
-    manager.close()
-    return step, restored["state"]
+from tests.helpers import (ROOT, TINY, assert_kill_and_resume_match, env_with_devices,
+                           final_state, run_cli, train_tiny)
 
 
 def _assert_same_metrics(rows_a, rows_b, rtol=1e-4):
@@ -61,8 +44,8 @@ def test_eight_devices_give_the_losses_of_one(tmp_path):
     train_tiny(str(tmp_path / "one"), 40, num_devices=1)
     train_tiny(str(tmp_path / "eight"), 40, num_devices=8)
     _assert_same_metrics(read_metrics(str(tmp_path / "one")), read_metrics(str(tmp_path / "eight")))
-    _, one = _final_params(str(tmp_path / "one"))
-    _, eight = _final_params(str(tmp_path / "eight"))
+    _, one = final_state(str(tmp_path / "one"))
+    _, eight = final_state(str(tmp_path / "eight"))
     for a, b in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(eight["params"])):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
@@ -98,34 +81,7 @@ def test_two_processes_give_the_losses_of_one_with_four_devices(tmp_path):
 
 
 def test_sigkill_and_restart_end_at_the_uninterrupted_parameters(tmp_path):
-    steps = 300
-    train_tiny(str(tmp_path / "straight"), steps)
-    workdir = str(tmp_path / "killed")
-    args = [sys.executable, "-m", "jaxgen.train", *TINY, f"--workdir={workdir}",
-            f"--config.train.num_steps={steps}"]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env_with_devices(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    checkpoints = os.path.join(workdir, "checkpoints")
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        saved = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
-            checkpoints) else []
-        if saved and max(saved) >= 60:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = max(int(d) for d in os.listdir(checkpoints) if d.isdigit())
-    assert killed_at < steps
-    result = run_cli("train", args[3:])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "resumed from step" in result.stderr
-    step_a, straight = _final_params(str(tmp_path / "straight"))
-    step_b, resumed = _final_params(workdir)
-    assert step_a == step_b == steps
-    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
-        np.testing.assert_array_equal(a, b)
+    assert_kill_and_resume_match(str(tmp_path), TINY, steps=300, kill_after=60)
 
 
 def test_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(tmp_path):

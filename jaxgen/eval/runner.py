@@ -122,29 +122,32 @@ def load_extractors(config: ml_collections.ConfigDict,
 
 
 def sample_metrics(trainer: Trainer, state: TrainState, splits: dict[str, Split],
-                   num_samples: int) -> dict:
+                   num_samples: int, real: bool = True) -> dict:
     """{"model": metrics of num_samples samples, "real": the same for as many held-out
-    real images, "extractor": what measured them}."""
+    real images (unless real=False), "extractor": what measured them}."""
     config = trainer.config
     extractors = load_extractors(config, splits)
     batch = config.eval.sample_batch_size
     reference = real_features(extractors, splits["test"], config.eval.batch_size)
     num_classes = splits["test"].num_classes
+    log.info("generating %d samples in batches of %d", num_samples, batch)
+    generated = generated_features(trainer, state, extractors, num_samples, batch)
+    conditional = label_classes(trainer.family) > 0
+    out = {"model": compare(generated, reference, num_classes, config.eval, config.seed,
+                            generated["requested"] if conditional else None)}
+    if not real:
+        return out
     # Held-out real images: a fixed random subset of the training split.
     train = splits["train"]
     order = np.random.default_rng(config.seed).permutation(len(train))[:num_samples]
     held_out = Split(train.images[order], train.labels[order], train.max_value, train.num_classes)
-    real = real_features(extractors, held_out, config.eval.batch_size)
-    log.info("generating %d samples in batches of %d", num_samples, batch)
-    generated = generated_features(trainer, state, extractors, num_samples, batch)
-    conditional = label_classes(trainer.family) > 0
+    held_out_features = real_features(extractors, held_out, config.eval.batch_size)
     return {
-        "model": compare(generated, reference, num_classes, config.eval, config.seed,
-                         generated["requested"] if conditional else None),
-        "real": compare(real, reference, num_classes, config.eval, config.seed,
-                        real["true_label"] if conditional else None),
+        **out,
+        "real": compare(held_out_features, reference, num_classes, config.eval, config.seed,
+                        held_out_features["true_label"] if conditional else None),
         "num_samples": num_samples,
-        "num_real": len(real["label"]),
+        "num_real": len(held_out_features["label"]),
         "num_reference": len(reference["label"]),
         "extractor": {"features": extractors["features"].name,
                       "classes": extractors["classes"].name,

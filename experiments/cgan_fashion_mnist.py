@@ -1,0 +1,21 @@
+"""Class-conditional GAN on Fashion-MNIST: label embedding in the generator, projection
+discriminator (Miyato & Koyama 2018); otherwise gan_fashion_mnist.py. Its samples are scored
+for conditional accuracy (the classifier's agreement with the requested class).
+
+python -m jaxgen.train --config=experiments/cgan_fashion_mnist.py --workdir=runs/cgan_fmnist
+python -m jaxgen.evaluate --workdir=runs/cgan_fmnist
+ARG (optional): LOSS[,REGULARISER] as in gan_digits.py.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gan_fashion_mnist import get_config as gan_config  # noqa: E402
+
+
+def get_config(variant: str = "non_saturating,r1"):
+    c = gan_config(variant)
+    c.model.conditional = True
+    return c
