@@ -23,16 +23,16 @@ def get_config(variant: str = ""):
     if variant == "cfg":
         c.model.conditional = True
         c.model.label_dropout = 0.1
-    c.train.num_steps = 4000
+    c.train.num_steps = 3000
     c.train.batch_size = 128
     c.train.learning_rate = 5e-4
     c.train.ema_decay = 0.999
     c.train.log_every_steps = 200
-    c.eval.every_steps = 4000
+    c.eval.every_steps = 3000
     c.eval.batch_size = 500
     c.eval.num_examples = 1000  # the bound costs vlb_timesteps passes per image
     c.eval.vlb_timesteps = 100
     c.eval.num_samples = 10000
-    c.sample.every_steps = 4000
+    c.sample.every_steps = 3000
     c.checkpoint.every_steps = 1000
     return c

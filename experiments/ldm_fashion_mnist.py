@@ -22,14 +22,14 @@ def get_config(variant: str = ""):
     if variant == "cfg":
         c.model.conditional = True
         c.model.label_dropout = 0.1
-    c.train.num_steps = 4000  # the pixel model's budget (ddpm_fashion_mnist.py)
+    c.train.num_steps = 3000  # the pixel model's budget (ddpm_fashion_mnist.py)
     c.train.batch_size = 256
     c.train.learning_rate = 1e-3
     c.train.ema_decay = 0.999
     c.train.log_every_steps = 200
-    c.eval.every_steps = 4000
+    c.eval.every_steps = 3000
     c.eval.batch_size = 500
     c.eval.num_samples = 10000
-    c.sample.every_steps = 4000
+    c.sample.every_steps = 3000
     c.checkpoint.every_steps = 1000
     return c

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 from typing import Any
 
 import orbax.checkpoint as ocp
+
+from jaxgen.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +19,10 @@ class Checkpointer:
     """Keeps the last `keep` checkpoints under `directory`; restores the newest readable one.
 
     A checkpoint that cannot be read (truncated, files missing) is moved aside to
-    `<directory>_broken/<step>` with a warning, and the next older one is used.
+    `<directory>_broken/<step>` with a warning, and the next older one is used. A readable
+    checkpoint whose tree does not match the state this code builds is never moved: that is
+    a code or config change, reported as an error. Train-state fields added after a
+    checkpoint was written (None until a family uses them) restore as None.
     """
 
     def __init__(self, directory: str, keep: int):
@@ -40,13 +46,32 @@ class Checkpointer:
         """(state, data_position) of the newest readable checkpoint, or None if there is none."""
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-                return restored["state"], restored["data"]
+                return self._restore(step, abstract_state)
             except Exception as e:  # Orbax raises many types for damaged files
                 reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+                if _is_structure_mismatch(e):
+                    raise CheckpointMismatchError(
+                        f"checkpoint {step} in {self.directory} holds another train-state tree "
+                        f"than this code builds ({reason.strip()}); nothing was moved") from None
                 self._set_aside(step, reason)
         return None
+
+    def _restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, int]]:
+        def restore(item):
+            restored = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(item), data=ocp.args.JsonRestore()))
+            return restored["state"], restored["data"]
+
+        try:
+            return restore(abstract_state)
+        except Exception as e:
+            if not (_is_structure_mismatch(e) and dataclasses.is_dataclass(abstract_state)):
+                raise
+        present = {f.name: getattr(abstract_state, f.name)
+                   for f in dataclasses.fields(abstract_state)
+                   if getattr(abstract_state, f.name) is not None}
+        state, data = restore(present)
+        return abstract_state.replace(**state), data
 
     def _set_aside(self, step: int, reason: str) -> None:
         broken = f"{self.directory}_broken"
@@ -62,3 +87,13 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class CheckpointMismatchError(ConfigError):
+    """A readable checkpoint of another state structure than the code builds."""
+
+
+def _is_structure_mismatch(error: Exception) -> bool:
+    text = str(error)
+    return "tree structures do not match" in text or "Dict key mismatch" in text
+

@@ -192,12 +192,16 @@ def plot_curves(path: str, groups: dict[str, dict[str, Any]], metric: str, split
     import matplotlib.pyplot as plt
     import numpy as np
     fig, ax = plt.subplots(figsize=(7, 4))
+    low, high = math.inf, -math.inf
     for label, group in groups.items():
         steps = sorted(set.intersection(*(set(c) for c in group["curves"])))
         values = np.array([[c[s] for s in steps] for c in group["curves"]])
         mean, std = values.mean(0), values.std(0)
         ax.plot(steps, mean, label=label)
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+    if low > 0 and high / low > 100:  # gradient norms, probabilities near 0: orders of magnitude
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(f"{metric} ({split})")
     ax.grid(alpha=0.3)

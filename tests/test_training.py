@@ -150,3 +150,40 @@ def test_sample_and_evaluate_write_their_outputs(tmp_path):
     values = json.load(open(tmp_path / "metrics.json"))["values"]
     assert values["iwae_nll"] <= values["neg_elbo"] + 1.0
     assert values["neg_elbo_bits_per_dim"] > 0 and "pca_recon_mse_per_pixel" in values
+
+
+def test_a_checkpoint_from_before_a_new_state_field_restores_it_as_none(tmp_path):
+    import flax
+    import jax.numpy as jnp
+
+    from jaxgen.checkpoint import Checkpointer
+    from jaxgen.state import TrainState
+
+    @flax.struct.dataclass
+    class EarlierTrainState:  # TrainState before model_state existed
+        step: jax.Array
+        params: dict
+        opt_state: tuple
+        rng: jax.Array
+        ema_params: dict
+
+    params = {"w": jnp.arange(3.0)}
+    saved = Checkpointer(str(tmp_path / "checkpoints"), 2)
+    saved.save(5, EarlierTrainState(jnp.int32(5), params, (jnp.ones(2),), jnp.zeros(2, jnp.uint32),
+                                    params), {"step": 5})
+    saved.wait()
+    saved.close()
+    target = TrainState(jnp.int32(0), {"w": jnp.zeros(3)}, (jnp.zeros(2),),
+                        jnp.zeros(2, jnp.uint32), {"w": jnp.zeros(3)})
+    checkpointer = Checkpointer(str(tmp_path / "checkpoints"), 2)
+    state, position = checkpointer.restore_latest(target)
+    assert int(state.step) == 5 and position == {"step": 5} and state.model_state is None
+    np.testing.assert_array_equal(state.params["w"], [0.0, 1.0, 2.0])
+
+    # Another tree (a renamed parameter): an error, and the checkpoint stays where it is.
+    other = target.replace(params={"v": jnp.zeros(3)}, ema_params={"v": jnp.zeros(3)})
+    with pytest.raises(Exception, match="holds another train-state tree"):
+        checkpointer.restore_latest(other)
+    checkpointer.close()
+    assert (tmp_path / "checkpoints" / "5").is_dir()
+    assert not (tmp_path / "checkpoints_broken").exists()
