@@ -78,8 +78,10 @@ def aggregate(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any
         groups.setdefault(json.dumps([run["config"].get(k) for k in keys]), []).append(run)
     rows = []
     for members in groups.values():
+        # Runs still training (no evaluation yet) do not count as seeds of the means.
+        evaluated = sum(1 for run in members if run["metrics"]) or len(members)
         row: dict[str, Any] = {"setting": {k: members[0]["config"].get(k) for k in keys},
-                               "seeds": len(members), "metrics": {}}
+                               "seeds": evaluated, "metrics": {}}
         names = sorted({m for run in members for m in run["metrics"]})
         for name in names:
             values = [run["metrics"][name] for run in members if name in run["metrics"]]
