@@ -56,12 +56,17 @@ class Family(Protocol):
         """num images [num, H, W, C] in value_range."""
 
 
-def make_optimizer(train_config) -> optax.GradientTransformation:
-    """Adam(W) with optional global-norm clipping, from `config.train`."""
+def make_optimizer(train_config, learning_rate: float | None = None
+                   ) -> optax.GradientTransformation:
+    """Adam(W) with optional global-norm clipping, from `config.train` (its learning_rate unless
+    one is given; adam_b1/adam_b2 where the config has them)."""
     parts = []
     if train_config.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
-    parts.append(optax.adamw(train_config.learning_rate, weight_decay=train_config.weight_decay))
+    parts.append(optax.adamw(train_config.learning_rate if learning_rate is None else learning_rate,
+                             b1=train_config.get("adam_b1", 0.9),
+                             b2=train_config.get("adam_b2", 0.999),
+                             weight_decay=train_config.weight_decay))
     return optax.chain(*parts)
 
 

@@ -19,7 +19,7 @@ from jaxgen.config import ConfigError, base_config, require
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.dcgan import SPECTRAL_STATS, Discriminator, Generator
 from jaxgen.objectives import gan_losses
-from jaxgen.state import TrainState
+from jaxgen.state import TrainState, make_optimizer
 
 NETWORKS = ("generator", "discriminator")
 
@@ -50,7 +50,7 @@ def default_config() -> ml_collections.ConfigDict:
 class GANFamily:
     """config.model: latent_dim, generator_features, discriminator_features, conditional, loss,
     discriminator_steps, r1_gamma, spectral_norm. config.train: learning_rate (G),
-    discriminator_learning_rate, adam_b1, adam_b2, grad_clip_norm."""
+    discriminator_learning_rate, adam_b1, adam_b2, weight_decay, grad_clip_norm."""
 
     value_range = "symmetric"
     curve_metrics = ("d_loss", "g_loss")
@@ -79,18 +79,10 @@ class GANFamily:
                                    self.num_classes)
         self.discriminator = Discriminator(tuple(m.discriminator_features), self.num_classes,
                                            m.spectral_norm)
-        t = config.train
         self.optimizers = {
-            "generator": self._optimizer(t, t.learning_rate),
-            "discriminator": self._optimizer(t, t.discriminator_learning_rate)}
-
-    @staticmethod
-    def _optimizer(train_config, learning_rate: float) -> optax.GradientTransformation:
-        parts = []
-        if train_config.grad_clip_norm > 0:
-            parts.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
-        parts.append(optax.adam(learning_rate, b1=train_config.adam_b1, b2=train_config.adam_b2))
-        return optax.chain(*parts)
+            "generator": make_optimizer(config.train),
+            "discriminator": make_optimizer(config.train,
+                                            config.train.discriminator_learning_rate)}
 
     # Building blocks.
 
