@@ -17,6 +17,10 @@ from ddpm_fashion_mnist import get_config as ddpm_config  # noqa: E402
 
 def get_config():
     c = ddpm_config("cfg")
+    # Guidance needs a model that has learnt the label: 3,000 steps gave conditional accuracy
+    # 0.20 at w = 0 and 0.69 at w = 4; the learning rate is constant, so these steps extend
+    # that run exactly.
+    c.train.num_steps = 9000
     # Five evaluations of one model on 2 CPU cores: 1,000 samples each (DDIM, 50 steps) and a
     # cheaper bound estimate; the real-data column is computed at the same N.
     c.eval.num_samples = 1000
@@ -26,4 +30,4 @@ def get_config():
 
 
 def get_sweep():
-    return sweep.grid({"sample.guidance_scale": [0.0, 0.5, 1.0, 2.0, 4.0]})
+    return sweep.grid({"sample.guidance_scale": [0.0, 1.0, 2.0, 4.0, 6.0]})

@@ -6,6 +6,10 @@ has one, else its `eval_step`); for families that sample, FID, KID, precision/re
 mode coverage (and conditional accuracy) of N samples against the test split, beside
 the same metrics of N held-out real images; for families with a latent space, the
 reconstruction error beside PCA's at the same dimension.
+
+Evaluations of one checkpoint that differ only in how samples are drawn or scored (a guidance
+scale, a sampler, the number of samples) take the likelihood metrics from the first of them
+(`likelihood_from` in the record) instead of recomputing a bound that cannot change.
 """
 
 from __future__ import annotations
@@ -44,20 +48,27 @@ def main(argv: list[str]) -> None:
         from jaxgen.eval.inception import check_weights_file
         check_weights_file(config.eval.inception_weights)  # before any work
     start = time.perf_counter()
-    values = trainer.evaluate(state, getattr(family, "evaluate_step", None))
     test = splits["test"]
     num_examples = min(config.eval.num_examples or len(test), len(test))
-    if latent.has_latent_space(family) and family.value_range == "unit":
-        values.update(reconstruction_metrics(family, state, splits, num_examples))
+    reused = reusable_likelihoods(flags.workdir, flags.output, config, int(state.step))
+    if reused:
+        source, values = reused
+    else:
+        values = trainer.evaluate(state, getattr(family, "evaluate_step", None))
+        if latent.has_latent_space(family) and family.value_range == "unit":
+            values.update(reconstruction_metrics(family, state, splits, num_examples))
     record = {
         "step": int(state.step),
         "values": values,
+        "likelihood_keys": sorted(values),
         "num_examples": num_examples,
         "seed": config.seed,
         "eval_config": config.eval.to_dict(),
         "config": json.loads(config.to_json()),  # with this evaluation's overrides
         "run": config_lib.run_record(),
     }
+    if reused:
+        record["likelihood_from"] = source
     if config.eval.num_samples and hasattr(family, "sample"):
         from jaxgen.eval.runner import sample_metrics
         found = sample_metrics(trainer, state, splits, config.eval.num_samples)
@@ -68,6 +79,37 @@ def main(argv: list[str]) -> None:
     if parallel.is_primary():
         cli.write_json_atomic(os.path.join(flags.workdir, flags.output), record)
         print(format_table(record))
+
+
+# Keys that change only which samples are drawn or how they are scored (and when things
+# happen): they leave every likelihood metric of a checkpoint as it is.
+SAMPLE_ONLY_KEYS = ("sample.", "eval.num_samples", "eval.sample_batch_size", "eval.extractor",
+                    "eval.inception_weights", "eval.pr_k", "eval.kid_block_size",
+                    "eval.coverage_threshold", "eval.track_samples", "eval.every_steps",
+                    "train.num_steps", "train.log_every_steps", "checkpoint.")
+
+
+def reusable_likelihoods(workdir: str, output: str, config, step: int
+                         ) -> tuple[str, dict[str, float]] | None:
+    """(file name, likelihood metrics) of an earlier evaluation in workdir of the same step
+    whose config differs from this one only in SAMPLE_ONLY_KEYS; None when there is none."""
+    def relevant(tree: dict) -> dict:
+        return {k: v for k, v in config_lib.flatten(tree).items()
+                if not k.startswith(SAMPLE_ONLY_KEYS)}
+
+    mine = relevant(json.loads(config.to_json()))
+    for name in sorted(os.listdir(workdir)):
+        if name == output or not (name.startswith("metrics") and name.endswith(".json")):
+            continue
+        try:
+            with open(os.path.join(workdir, name), encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if (isinstance(record, dict) and record.get("step") == step
+                and "likelihood_keys" in record and relevant(record["config"]) == mine):
+            return name, {k: record["values"][k] for k in record["likelihood_keys"]}
+    return None
 
 
 def reconstruction_metrics(family, state, splits, num_examples: int) -> dict[str, float]:

@@ -51,6 +51,18 @@ def test_classifier_is_accurate_and_its_accuracy_is_recorded(digits):
     assert accuracy == pytest.approx(extractors["classes"].test_accuracy, abs=1e-6)
 
 
+def test_classifier_cache_key_covers_only_what_decides_its_weights():
+    from jaxgen.config import load
+    from jaxgen.eval.extractor import classifier_directory
+    base = classifier_directory(load("experiments/vae_digits.py", []))
+    for unrelated in ("eval.num_samples=7", "eval.batch_size=3", "sample.num=4", "seed=5",
+                      "model.latent_dim=3", "train.num_steps=9"):
+        assert classifier_directory(load("experiments/vae_digits.py", [unrelated])) == base
+    assert classifier_directory(load("experiments/vae_digits.py",
+                                     ["eval.extractor_steps=100"])) != base
+    assert classifier_directory(load("experiments/vae_fashion_mnist.py", [])) != base
+
+
 def test_fid_real_vs_real_near_zero_and_grows_with_corruption(digits):
     splits, _, features = digits
     train, test = splits["train"].images, features(splits["test"].images)["features"]
@@ -107,6 +119,30 @@ def test_conditional_model_reports_conditional_accuracy(tmp_path):
     assert 0.0 <= record["values"]["conditional_accuracy"] <= 1.0
     # For real data it is the classifier's accuracy on their labels.
     assert record["real"]["conditional_accuracy"] > 0.9
+
+
+def test_evaluations_differing_only_in_sampling_share_likelihoods(tmp_path):
+    train_tiny(str(tmp_path), 10)
+
+    def evaluate(output, *extra):
+        result = run_cli("evaluate", [f"--workdir={tmp_path}", f"--output={output}", *extra])
+        assert result.returncode == 0, result.stderr[-3000:]
+        with open(tmp_path / output) as f:
+            return json.load(f)
+
+    first = evaluate("metrics_a.json", "--num_samples=32")
+    other_sampling = evaluate("metrics_b.json", "--num_samples=64", "--config.sample.num=4")
+    other_examples = evaluate("metrics_c.json", "--num_samples=32", "--num_examples=64")
+    assert "likelihood_from" not in first and "neg_elbo" in first["likelihood_keys"]
+    assert other_sampling["likelihood_from"] == "metrics_a.json"
+    assert other_sampling["num_samples"] == 64
+    assert "likelihood_from" not in other_examples  # a different test subset: recomputed
+    assert other_examples["values"]["neg_elbo"] != first["values"]["neg_elbo"]
+    os.remove(tmp_path / "metrics_a.json")
+    recomputed = evaluate("metrics_b.json", "--num_samples=64", "--config.sample.num=4")
+    assert "likelihood_from" not in recomputed
+    for key in first["likelihood_keys"]:
+        assert recomputed["values"][key] == other_sampling["values"][key] == first["values"][key]
 
 
 def test_inception_without_weights_fails_clearly(tmp_path):

@@ -33,6 +33,7 @@ RECORD_FILE = "extractor.json"
 # Part of the cache key beside the config: bump it whenever the classifier's code (model,
 # objective, training) changes what a given config trains, so no stale extractor is reused.
 CLASSIFIER_VERSION = 1
+WEIGHT_KEYS = ("family", "seed", "data", "model", "train")
 
 
 @dataclasses.dataclass
@@ -70,7 +71,10 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
 
 def classifier_directory(config: ml_collections.ConfigDict) -> str:
     c = classifier_config(config)
-    key = f"v{CLASSIFIER_VERSION}:{c.to_json(sort_keys=True)}"
+    # Only what decides the weights: a new eval.* or sample.* key in the base config must not
+    # send every user through a retraining of an identical classifier.
+    trained_by = {k: c.to_dict()[k] for k in WEIGHT_KEYS}
+    key = f"v{CLASSIFIER_VERSION}:{json.dumps(trained_by, sort_keys=True)}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
     return os.path.join(cache_root(config), f"classifier-{dataset}-{digest}")
