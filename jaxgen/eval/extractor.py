@@ -73,7 +73,8 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
     c = classifier_config(config)
     # Only what decides the weights: a new eval.* or sample.* key in the base config must not
     # send every user through a retraining of an identical classifier.
-    trained_by = {k: c.to_dict()[k] for k in WEIGHT_KEYS}
+    tree = c.to_dict()
+    trained_by = {k: tree[k] for k in WEIGHT_KEYS}
     key = f"v{CLASSIFIER_VERSION}:{json.dumps(trained_by, sort_keys=True)}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
