@@ -17,20 +17,18 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def measure(workdir: str, num_samples: int) -> dict:
     """Runs in the child: restore, then time sample_metrics alone."""
     import jax
-    from jaxgen import cli
-    from jaxgen.eval.runner import load_extractors, sample_metrics
+    from jaxgen import cli, runs
     flags, overrides = cli.parse(cli.parser(""), [f"--workdir={workdir}"])
-    config, splits, family, trainer, state = cli.restore(flags, overrides)
-    load_extractors(config, splits)  # trains the classifier if it is not cached yet
+    config, splits, family, trainer, state = runs.restore(flags, overrides)
+    extractors = runs.load_extractors(config, splits)  # trains the classifier if not cached
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
-    found = sample_metrics(trainer, state, splits, num_samples)
+    found = runs.sample_metrics(trainer, state, num_samples, extractors=extractors)
     seconds = time.perf_counter() - start
     return {
         "num_samples": num_samples,

@@ -13,15 +13,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import jax
 
+from jaxgen import cli, runs
+from jaxgen.diffusion import samplers
+from jaxgen.trainer import Trainer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from jaxgen import cli  # noqa: E402
-from jaxgen.trainer import Trainer  # noqa: E402
 
 SAMPLERS = {"ddpm": ["sample.sampler=ddpm"], "ddim50": ["sample.sampler=ddim", "sample.steps=50"]}
 
@@ -29,7 +29,7 @@ SAMPLERS = {"ddpm": ["sample.sampler=ddpm"], "ddim50": ["sample.sampler=ddim", "
 def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: list[str]):
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
-    config, splits, family = cli.prepare(flags, [*overrides, *SAMPLERS[sampler]])
+    config, splits, family = runs.prepare(flags, [*overrides, *SAMPLERS[sampler]])
     trainer = Trainer(config, family, splits)
     state = trainer.init_state()
     rng = jax.random.key_data(jax.random.key(0))
@@ -43,8 +43,8 @@ def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: li
     jax.block_until_ready(out)
     seconds = time.perf_counter() - start
     return {"experiment": experiment, "sampler": sampler, "overrides": overrides,
-            "network_passes_per_image": len(family.timestep_pairs(config.sample.sampler,
-                                                                  config.sample.steps)),
+            "network_passes_per_image": len(samplers.timestep_pairs(
+                config.sample.sampler, config.model.num_timesteps, config.sample.steps)),
             "num_images": batches * batch, "batch": batch, "compile_seconds": compile_seconds,
             "seconds": seconds, "images_per_second": batches * batch / seconds}
 

@@ -19,10 +19,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from jaxgen import cli  # noqa: E402
-from jaxgen import config as config_lib  # noqa: E402
-from jaxgen.trainer import Trainer  # noqa: E402
+from jaxgen import cli, config as config_lib, runs
+from jaxgen.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +48,7 @@ def peak_memory_bytes() -> tuple[int, str]:
 def benchmark(experiment: str, steps: int, overrides: list[str]) -> dict:
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
-    config, splits, family = cli.prepare(flags, overrides)
+    config, splits, family = runs.prepare(flags, overrides)
     trainer = Trainer(config, family, splits)
     state = trainer.init_state()
     batch = trainer.global_batch(trainer.stream.batch_at(0))

@@ -5,7 +5,7 @@ python -m jaxgen.train --config=experiments/ae_fashion_mnist.py --workdir=runs/a
 ARG (optional): the latent dimension (default 16).
 """
 
-from jaxgen.objectives.autoencoder import default_config
+from jaxgen.families.ae import default_config
 
 
 def get_config(latent_dim: str = "16"):

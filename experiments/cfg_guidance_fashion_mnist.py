@@ -6,13 +6,10 @@ python -m jaxgen.sweep --config=experiments/cfg_guidance_fashion_mnist.py --work
 python -m jaxgen.report runs/cfg --metric=conditional_accuracy --x=sample.guidance_scale
 """
 
-import os
-import sys
+from jaxgen import sweep
+from jaxgen.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from jaxgen import sweep  # noqa: E402
-from ddpm_fashion_mnist import get_config as ddpm_config  # noqa: E402
+ddpm_config = sibling(__file__, "ddpm_fashion_mnist").get_config
 
 
 def get_config():

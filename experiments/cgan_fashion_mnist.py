@@ -7,12 +7,10 @@ python -m jaxgen.evaluate --workdir=runs/cgan_fmnist
 ARG (optional): LOSS[,REGULARISER] as in gan_digits.py.
 """
 
-import os
-import sys
+from jaxgen.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+gan_config = sibling(__file__, "gan_fashion_mnist").get_config
 
-from gan_fashion_mnist import get_config as gan_config  # noqa: E402
 
 
 def get_config(variant: str = "non_saturating,r1"):

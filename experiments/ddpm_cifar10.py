@@ -6,7 +6,7 @@ keeps the network and the optimiser and uses the cosine schedule, jaxgen's defau
 (--config.model.schedule=linear for the paper's).
 """
 
-from jaxgen.objectives.diffusion import default_config
+from jaxgen.families.diffusion import default_config
 
 
 def get_config():

@@ -5,7 +5,7 @@ ARG (optional): "cfg" trains a class-conditional model with label dropout 0.1 fo
 classifier-free guidance (sample with --config.sample.guidance_scale=W).
 """
 
-from jaxgen.objectives.diffusion import default_config
+from jaxgen.families.diffusion import default_config
 
 
 def get_config(variant: str = ""):

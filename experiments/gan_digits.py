@@ -7,13 +7,8 @@ ARG (optional): LOSS[,REGULARISER] e.g. "minimax" or "non_saturating,r1" (regula
 r1 | spectral_norm); the default is non_saturating without a regulariser.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from jaxgen import sweep  # noqa: E402
-from jaxgen.objectives.gan import default_config  # noqa: E402
+from jaxgen import sweep
+from jaxgen.families.gan import default_config
 
 # Named multi-key options: each regulariser is a setting of several keys.
 REGULARISERS = {

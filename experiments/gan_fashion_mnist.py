@@ -5,13 +5,10 @@ python -m jaxgen.evaluate --workdir=runs/gan_fmnist
 ARG (optional): LOSS[,REGULARISER] as in gan_digits.py, e.g. "non_saturating,none".
 """
 
-import os
-import sys
+from jaxgen.families.gan import default_config
+from jaxgen.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gan_digits import apply_variant  # noqa: E402
-from jaxgen.objectives.gan import default_config  # noqa: E402
+apply_variant = sibling(__file__, "gan_digits").apply_variant
 
 
 def get_config(variant: str = "non_saturating,r1"):

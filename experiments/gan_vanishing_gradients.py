@@ -9,13 +9,10 @@ python -m jaxgen.sweep --config=experiments/gan_vanishing_gradients.py --workdir
 python -m jaxgen.report runs/gan_vanish --curve=g_grad_norm --split=train --at_steps=10,100,1000
 """
 
-import os
-import sys
+from jaxgen import sweep
+from jaxgen.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from jaxgen import sweep  # noqa: E402
-from gan_digits import get_config as gan_config  # noqa: E402
+gan_config = sibling(__file__, "gan_digits").get_config
 
 
 def get_config():

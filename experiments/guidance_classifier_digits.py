@@ -6,7 +6,7 @@ python -m jaxgen.sample --workdir=runs/ddpm_digits \\
 Its schedule and T must match the diffusion model's (checked when sampling).
 """
 
-from jaxgen.objectives.classifier import noisy_default_config
+from jaxgen.families.classifier import noisy_default_config
 
 
 def get_config():

@@ -6,7 +6,7 @@ python -m jaxgen.train --config=experiments/ldm_fashion_mnist.py --workdir=runs/
 ARG (optional): "cfg" trains a class-conditional model with label dropout 0.1.
 """
 
-from jaxgen.objectives.latent_diffusion import default_config
+from jaxgen.families.latent_diffusion import default_config
 
 
 def get_config(variant: str = ""):

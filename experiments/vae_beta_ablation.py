@@ -8,13 +8,10 @@ decoder axis switches the likelihood together with the data it is proper on
 (binarised pixels for Bernoulli, dequantised ones for the learned-variance Gaussian).
 """
 
-import os
-import sys
+from jaxgen import sweep
+from jaxgen.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from jaxgen import sweep  # noqa: E402
-from vae_fashion_mnist import get_config as fashion_mnist_config  # noqa: E402
+fashion_mnist_config = sibling(__file__, "vae_fashion_mnist").get_config
 
 
 def get_config():

@@ -4,7 +4,7 @@ python -m jaxgen.train --config=experiments/vae_fashion_mnist.py --workdir=runs/
 ARG (optional) picks the decoder: bernoulli (default), gaussian_fixed, gaussian_learned.
 """
 
-from jaxgen.objectives.vae import default_config
+from jaxgen.families.vae import default_config
 
 
 def get_config(decoder: str = "bernoulli"):

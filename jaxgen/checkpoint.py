@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 from jaxgen.config import ConfigError
@@ -22,7 +22,8 @@ class Checkpointer:
     `<directory>_broken/<step>` with a warning, and the next older one is used. A readable
     checkpoint whose tree does not match the state this code builds is never moved: that is
     a code or config change, reported as an error. Train-state fields added after a
-    checkpoint was written (None until a family uses them) restore as None.
+    checkpoint was written (None until a family uses them) restore as None, and an EMA that
+    covered more parameters than the family now averages restores only what it averages.
     """
 
     def __init__(self, directory: str, keep: int):
@@ -57,21 +58,28 @@ class Checkpointer:
         return None
 
     def _restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, int]]:
-        def restore(item):
+        def restore(state_args):
             restored = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(item), data=ocp.args.JsonRestore()))
+                state=state_args, data=ocp.args.JsonRestore()))
             return restored["state"], restored["data"]
 
         try:
-            return restore(abstract_state)
+            return restore(ocp.args.StandardRestore(abstract_state))
         except Exception as e:
-            if not (_is_structure_mismatch(e) and dataclasses.is_dataclass(abstract_state)):
+            if not _is_structure_mismatch(e):
                 raise
-        present = {f.name: getattr(abstract_state, f.name)
-                   for f in dataclasses.fields(abstract_state)
-                   if getattr(abstract_state, f.name) is not None}
-        state, data = restore(present)
-        return abstract_state.replace(**state), data
+            mismatch = e
+        saved = _leaf_paths(self.manager.item_metadata(step)["state"])
+        wanted = _leaf_paths(abstract_state)
+        missing, extra = sorted(wanted - saved), sorted(saved - wanted)
+        # What an older checkpoint may hold beyond this code's state: an EMA of parameters
+        # that are no longer averaged (a GAN's discriminator). Anything else is a mismatch.
+        if missing or any(path[0] != "ema_params" for path in extra):
+            first = missing[0] if missing else extra[0]
+            raise ValueError(f"tree structures do not match: {'/'.join(first)} "
+                             f"{'missing from' if missing else 'only in'} the checkpoint "
+                             f"({mismatch})")
+        return restore(ocp.args.PyTreeRestore(abstract_state, partial_restore=True))
 
     def _set_aside(self, step: int, reason: str) -> None:
         broken = f"{self.directory}_broken"
@@ -97,3 +105,17 @@ def _is_structure_mismatch(error: Exception) -> bool:
     text = str(error)
     return "tree structures do not match" in text or "Dict key mismatch" in text
 
+
+
+def _leaf_paths(tree: Any) -> set[tuple[str, ...]]:
+    """The key path of every leaf, as names: a dataclass field, a dict key and a sequence
+    index all become strings, so a saved tree and the state's tree compare."""
+    def name(entry) -> str:
+        for attribute in ("name", "key", "idx"):
+            if hasattr(entry, attribute):
+                return str(getattr(entry, attribute))
+        return str(entry)
+
+    tree = getattr(tree, "tree", tree)  # Orbax's tree metadata wraps the tree
+    return {tuple(name(e) for e in path)
+            for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}

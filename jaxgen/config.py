@@ -1,4 +1,4 @@
-"""Experiment configs: loading, command-line overrides, validation and the run record.
+"""Experiment configs: the declared keys, loading, command-line overrides and validation.
 
 The CLI syntax is that of the Flax examples (`--config=experiments/NAME.py[:ARG]
 --config.KEY=VALUE`). We parse it ourselves rather than through
@@ -9,14 +9,11 @@ traceback; here every mistake is a one-line `ConfigError`.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import json
 import os
-import platform
-import subprocess
-import sys
-from importlib import metadata
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -36,56 +33,119 @@ RESUMABLE_KEYS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A condition on one value, with the words that say it."""
+    test: Callable[[Any], bool]
+    text: str
+
+
+POSITIVE = Check(lambda v: v > 0, "must be positive")
+NON_NEGATIVE = Check(lambda v: v >= 0, "must be >= 0")
+FRACTION = Check(lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+POSITIVE_ENTRIES = Check(lambda v: len(v) > 0 and all(x > 0 for x in v),
+                         "must be a non-empty tuple of positive numbers")
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One config key as a family declares it: the single source of its default, its
+    validation and its line in the docs (`python -m jaxgen.keys`)."""
+    default: Any
+    help: str
+    choices: tuple = ()
+    check: Check | None = None
+
+
+Keys = Mapping[str, Key]  # "section.name" -> Key
+
+BASE_KEYS: dict[str, Key] = {
+    "family": Key("", "a registered family (python -m jaxgen.keys lists them) or "
+                      "\"package.module:Factory\""),
+    "seed": Key(0, "the root of every random draw of the run"),
+    "data.source": Key("digits", "where images come from", choices=("digits", "tfds", "idx")),
+    "data.name": Key("", "tfds name, e.g. fashion_mnist"),
+    "data.data_dir": Key("", "tfds data_dir, or the folder of IDX files for source=idx"),
+    "data.binarize": Key(False, "dynamic binarisation: a fresh Bernoulli draw per step"),
+    "data.dequantize": Key(False, "uniform dequantisation (Theis et al. 2016)"),
+    "train.num_steps": Key(1000, "training steps", check=POSITIVE),
+    "train.batch_size": Key(128, "global batch, over all devices of all hosts", check=POSITIVE),
+    "train.learning_rate": Key(1e-3, "Adam's learning rate", check=NON_NEGATIVE),
+    "train.weight_decay": Key(0.0, "AdamW weight decay", check=NON_NEGATIVE),
+    "train.grad_clip_norm": Key(0.0, "global-norm clipping (0: off)", check=NON_NEGATIVE),
+    "train.ema_decay": Key(0.0, "EMA of the sampled parameters (0: off)", check=FRACTION),
+    "train.log_every_steps": Key(50, "steps between logged training metrics", check=POSITIVE),
+    "eval.every_steps": Key(500, "steps between test evaluations", check=POSITIVE),
+    "eval.batch_size": Key(256, "global batch of test evaluations", check=POSITIVE),
+    "eval.num_examples": Key(0, "test examples evaluated (0: the whole test split)",
+                             check=NON_NEGATIVE),
+    "eval.num_samples": Key(10000, "samples of jaxgen.evaluate's FID, KID, precision/recall, "
+                                   "coverage (0: likelihood metrics only)", check=NON_NEGATIVE),
+    "eval.sample_batch_size": Key(500, "global batch of sampling for the metrics",
+                                  check=POSITIVE),
+    "eval.extractor": Key("classifier", "features of the FID family of metrics",
+                          choices=("classifier", "inception")),
+    "eval.inception_weights": Key("", "local .npz of Inception-v3 weights; never downloaded"),
+    "eval.extractor_steps": Key(3000, "training steps of the dataset's classifier",
+                                check=POSITIVE),
+    "eval.extractor_dir": Key("", "cache of trained classifiers (\"\": "
+                                  "$JAXGEN_CACHE/extractors)"),
+    "eval.pr_k": Key(3, "k of the k-NN manifolds of precision/recall", check=POSITIVE),
+    "eval.kid_block_size": Key(1000, "samples per KID block",
+                               check=Check(lambda v: v >= 2, "must be >= 2")),
+    "eval.coverage_threshold": Key(0.1, "a class is covered when its share >= threshold x "
+                                        "the data's share"),
+    "eval.track_samples": Key(0, "samples whose metrics are logged at every eval step of "
+                                 "training, the same z each time (0: off)",
+                              check=NON_NEGATIVE),
+    "sample.every_steps": Key(500, "steps between sample grids", check=POSITIVE),
+    "sample.num": Key(64, "images in a sample grid", check=POSITIVE),
+    "checkpoint.every_steps": Key(500, "steps between checkpoints", check=POSITIVE),
+    "checkpoint.keep": Key(3, "checkpoints kept", check=POSITIVE),
+}
+
+
 def base_config() -> ml_collections.ConfigDict:
-    """Keys every experiment has; experiment files fill in and extend them."""
+    """Keys every experiment has (BASE_KEYS); experiment files fill in and extend them."""
     c = ml_collections.ConfigDict()
-    c.family = ""  # registry name ("vae", "ae") or "package.module:Factory"
-    c.seed = 0
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "digits"  # digits | tfds | idx
-    c.data.name = ""  # tfds name, e.g. "fashion_mnist"
-    c.data.data_dir = ""  # tfds data_dir, or the folder of IDX files for source=idx
-    c.data.binarize = False  # dynamic binarisation: a fresh Bernoulli draw per step
-    c.data.dequantize = False  # uniform dequantisation (Theis et al. 2016)
-
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 1000
-    c.train.batch_size = 128  # global, over all devices of all hosts
-    c.train.learning_rate = 1e-3
-    c.train.weight_decay = 0.0
-    c.train.grad_clip_norm = 0.0  # 0 disables clipping
-    c.train.ema_decay = 0.0  # 0 disables the EMA of parameters
-    c.train.log_every_steps = 50
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.every_steps = 500
-    c.eval.batch_size = 256
-    c.eval.num_examples = 0  # 0: the whole test split
-    # Sample metrics (jaxgen.evaluate): FID, KID, precision/recall, mode coverage.
-    c.eval.num_samples = 10000  # 0: likelihood metrics only
-    c.eval.sample_batch_size = 500  # global, over all devices
-    c.eval.extractor = "classifier"  # classifier | inception (FID-family features only)
-    c.eval.inception_weights = ""  # local .npz of Inception-v3 weights; never downloaded
-    c.eval.extractor_steps = 3000  # training steps of the dataset's classifier
-    c.eval.extractor_dir = ""  # cache of trained classifiers; "" = $JAXGEN_CACHE/extractors
-    c.eval.pr_k = 3  # k of the k-NN manifolds of precision/recall
-    c.eval.kid_block_size = 1000
-    c.eval.coverage_threshold = 0.1  # covered: share >= threshold * the data's share
-    # Samples whose FID, recall, coverage... are logged at every eval step of training (the
-    # same z each time: curves over training); 0: off.
-    c.eval.track_samples = 0
-
-    c.sample = ml_collections.ConfigDict()
-    c.sample.every_steps = 500
-    c.sample.num = 64
-
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every_steps = 500
-    c.checkpoint.keep = 3
-
+    for name, key in BASE_KEYS.items():
+        section, _, leaf = name.rpartition(".")
+        if section and section not in c:
+            c[section] = ml_collections.ConfigDict()
+        (c[section] if section else c)[leaf] = key.default
     c.model = ml_collections.ConfigDict()
     return c
+
+
+def load_module(path: str, name: str = "experiment"):
+    """Executes an experiment file by path (experiments are files, not an installed package):
+    the one loader of `--config`, `jaxgen.sweep` and `sibling`. ConfigError names the file and
+    line of any error raised while it runs."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"_jaxgen_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # any error of the user's file: one line naming where
+        line = getattr(e, "lineno", None)
+        if line is None:
+            frames = [f for f in _traceback_frames(e) if f.filename == os.path.abspath(path)
+                      or f.filename == path]
+            line = frames[-1].lineno if frames else "?"
+        raise ConfigError(f"{path}:{line}: {type(e).__name__}: {e}") from None
+    return module
+
+
+def _traceback_frames(error: BaseException):
+    import traceback
+    return traceback.extract_tb(error.__traceback__)
+
+
+def sibling(file: str, name: str):
+    """Another experiment file in the same folder as `file`, loaded by path: how an
+    experiment builds on another (`sibling(__file__, "ddpm_fashion_mnist").get_config()`)."""
+    return load_module(os.path.join(os.path.dirname(os.path.abspath(file)), f"{name}.py"), name)
 
 
 def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
@@ -95,11 +155,7 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collectio
       ConfigError: missing file, no get_config, unknown key or badly typed value.
     """
     path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location("_jaxgen_experiment", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = load_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} defines no get_config()")
     config = module.get_config(arg) if arg else module.get_config()
@@ -154,17 +210,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     """Checks what does not depend on the family; raises ConfigError."""
     if not config.family:
         raise ConfigError("config.family is empty: name a model family, e.g. 'vae'")
-    if config.data.source not in ("digits", "tfds", "idx"):
-        raise ConfigError(f"data.source must be digits, tfds or idx, got '{config.data.source}'")
+    check_keys(config, BASE_KEYS)
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.source=tfds needs data.name (e.g. fashion_mnist)")
-    for key in ("train.num_steps", "train.batch_size", "eval.batch_size",
-                "eval.sample_batch_size", "eval.extractor_steps", "checkpoint.every_steps",
-                "checkpoint.keep", "train.log_every_steps", "eval.every_steps",
-                "sample.every_steps"):
-        section, name = key.split(".")
-        if config[section][name] <= 0:
-            raise ConfigError(f"{key} must be positive, got {config[section][name]}")
     for key in ("train.batch_size", "eval.batch_size", "eval.sample_batch_size"):
         section, name = key.split(".")
         size = config[section][name]
@@ -172,21 +220,61 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
             raise ConfigError(f"{key}={size} is not divisible by the {num_devices} devices")
         if size % num_processes:
             raise ConfigError(f"{key}={size} is not divisible by the {num_processes} processes")
-    if config.eval.extractor not in ("classifier", "inception"):
-        raise ConfigError(f"eval.extractor must be classifier or inception, got "
-                          f"'{config.eval.extractor}'")
-    if config.eval.num_samples < 0 or config.eval.pr_k < 1 or config.eval.kid_block_size < 2:
-        raise ConfigError("eval.num_samples must be >= 0, eval.pr_k >= 1, "
-                          "eval.kid_block_size >= 2")
-    if not 0.0 <= config.train.ema_decay < 1.0:
-        raise ConfigError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
 
 
-def require(section: ml_collections.ConfigDict, prefix: str, keys: tuple[str, ...]) -> None:
-    """Raises ConfigError naming the first of `keys` missing from a config section."""
-    for key in keys:
-        if key not in section:
-            raise ConfigError(f"config key '{prefix}.{key}' is required by this family")
+def from_keys(family: str, keys: Keys) -> ml_collections.ConfigDict:
+    """base_config() with `family` and every declared key at its default."""
+    c = base_config()
+    c.family = family
+    for name, key in keys.items():
+        section, _, leaf = name.rpartition(".")
+        node = c[section] if section else c
+        node[leaf] = key.default
+    return c
+
+
+def with_defaults(keys: Keys, **defaults: Any) -> dict[str, Key]:
+    """keys with other defaults, for a family that extends another: with_defaults(KEYS,
+    **{"model.dropout": 0.0})."""
+    unknown = set(defaults) - set(keys)
+    if unknown:
+        raise KeyError(f"not declared: {sorted(unknown)}")
+    return {name: dataclasses.replace(key, default=defaults[name]) if name in defaults else key
+            for name, key in keys.items()}
+
+
+def check_keys(config: ml_collections.ConfigDict, keys: Keys) -> None:
+    """Raises ConfigError naming the first declared key that is missing or out of bounds."""
+    for name, key in keys.items():
+        section, _, leaf = name.rpartition(".")
+        node = config[section] if section and section in config else (None if section
+                                                                       else config)
+        if node is None or leaf not in node:
+            raise ConfigError(f"config key '{name}' is required by family '{config.family}'")
+        value = node[leaf]
+        if key.choices and value not in key.choices:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, key.choices))}, "
+                              f"got '{value}'")
+        if key.check is not None and not _passes(key.check, value):
+            raise ConfigError(f"{name} {key.check.text}, got {value!r}")
+
+
+def _passes(check: Check, value: Any) -> bool:
+    try:
+        return bool(check.test(value))
+    except TypeError:  # a value of another type than the key's
+        return False
+
+
+def keys_table(keys: Keys) -> str:
+    """The declared keys as a Markdown table (the docs' key list)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for name, key in keys.items():
+        meaning = key.help
+        if key.choices:
+            meaning += f" ({' / '.join(map(str, key.choices))})"
+        lines.append(f"| `{name}` | `{key.default!r}` | {meaning.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines)
 
 
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -222,33 +310,3 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def run_record() -> dict[str, Any]:
-    """Versions of the code and libraries, so that a workdir says what made it."""
-    packages = {}
-    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
-                 "ml_collections", "tensorflow-datasets", "scikit-learn"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": packages,
-        "git": _git_state(root),
-        "argv": sys.argv,
-    }
-
-
-def _git_state(root: str) -> dict[str, Any] | None:
-    try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True,
-                               text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": bool(dirty)}

@@ -1,8 +1,8 @@
 """python -m jaxgen.evaluate --workdir=DIR [--num_samples=N] [--output=FILE] [--config.KEY=VALUE]
 
 Every metric of the newest checkpoint, written to DIR/metrics.json and printed as a
-table: the family's likelihood metrics on the test split (its `evaluate_step` when it
-has one, else its `eval_step`); for families that sample, FID, KID, precision/recall,
+table: the family's likelihood metrics on the test split (its `likelihood_step` when it
+is a `LikelihoodModel`, else its `eval_step`); for families that sample, FID, KID, precision/recall,
 mode coverage (and conditional accuracy) of N samples against the test split, beside
 the same metrics of N held-out real images; for families with a latent space, the
 reconstruction error beside PCA's at the same dimension.
@@ -21,9 +21,10 @@ import time
 
 import jax.numpy as jnp
 
-from jaxgen import cli, latent, parallel
-from jaxgen import config as config_lib
-from jaxgen.data.pipeline import to_model_range
+from jaxgen import cli, config as config_lib, latent, parallel, runs, workdir as workdir_lib
+from jaxgen.contract import LatentModel, LikelihoodModel, Sampler
+from jaxgen.data.ranges import to_model_range
+from jaxgen.eval import inception
 
 
 def main(argv: list[str]) -> None:
@@ -43,10 +44,9 @@ def main(argv: list[str]) -> None:
     if flags.num_examples is not None:
         overrides.append(f"eval.num_examples={flags.num_examples}")
     cli.init_runtime(flags)
-    config, splits, family, trainer, state = cli.restore(flags, overrides)
+    config, splits, family, trainer, state = runs.restore(flags, overrides)
     if config.eval.num_samples and config.eval.extractor == "inception":
-        from jaxgen.eval.inception import check_weights_file
-        check_weights_file(config.eval.inception_weights)  # before any work
+        inception.check_weights_file(config.eval.inception_weights)  # before any work
     start = time.perf_counter()
     test = splits["test"]
     num_examples = min(config.eval.num_examples or len(test), len(test))
@@ -54,8 +54,9 @@ def main(argv: list[str]) -> None:
     if reused:
         source, values = reused
     else:
-        values = trainer.evaluate(state, getattr(family, "evaluate_step", None))
-        if latent.has_latent_space(family) and family.value_range == "unit":
+        values = trainer.evaluate(
+            state, family.likelihood_step if isinstance(family, LikelihoodModel) else None)
+        if isinstance(family, LatentModel) and family.value_range == "unit":
             values.update(reconstruction_metrics(family, state, splits, num_examples))
     record = {
         "step": int(state.step),
@@ -65,19 +66,18 @@ def main(argv: list[str]) -> None:
         "seed": config.seed,
         "eval_config": config.eval.to_dict(),
         "config": json.loads(config.to_json()),  # with this evaluation's overrides
-        "run": config_lib.run_record(),
+        "run": workdir_lib.run_record(),
     }
     if reused:
         record["likelihood_from"] = source
-    if config.eval.num_samples and hasattr(family, "sample"):
-        from jaxgen.eval.runner import sample_metrics
-        found = sample_metrics(trainer, state, splits, config.eval.num_samples)
+    if config.eval.num_samples and isinstance(family, Sampler):
+        found = runs.sample_metrics(trainer, state, config.eval.num_samples)
         values.update(found["model"])
         record["real"] = found.pop("real")
         record.update({k: v for k, v in found.items() if k != "model"})
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():
-        cli.write_json_atomic(os.path.join(flags.workdir, flags.output), record)
+        workdir_lib.write_json_atomic(workdir_lib.path(flags.workdir, flags.output), record)
         print(format_table(record))
 
 
@@ -116,7 +116,7 @@ def reconstruction_metrics(family, state, splits, num_examples: int) -> dict[str
     test, train = splits["test"], splits["train"]
     count = min(num_examples, 2000)
     x = to_model_range(test.images[:count], test.max_value, family.value_range)
-    labels = jnp.asarray(test.labels[:count]) if getattr(family, "num_classes", 0) else None
+    labels = jnp.asarray(test.labels[:count]) if family.num_classes else None
     return {
         "recon_mse_per_pixel": latent.reconstruction_mse(
             family, state.params_for_sampling(), jnp.asarray(x), labels),

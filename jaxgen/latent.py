@@ -1,6 +1,7 @@
-"""Latent-space tools for any family with `encode(params, x, labels)` and `decode(params, z,
-labels)`: interpolation, attribute arithmetic, 2-D scatter, and the PCA baseline; the
-interpolation and class-mean helpers also serve generators without an encoder (a GAN).
+"""Latent-space tools for any `contract.LatentModel` (`encode(params, x, labels)`,
+`decode(params, z, labels)`): interpolation, attribute arithmetic, 2-D scatter, and the PCA
+baseline; the interpolation and class-mean helpers also serve generators without an encoder
+(a `contract.LatentGenerator`, a GAN).
 
 Shapes: images [N, H, W, C] in the family's value range; latents [N, L].
 """
@@ -10,15 +11,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
-def has_latent_space(family) -> bool:
-    return hasattr(family, "encode") and hasattr(family, "decode")
-
-
-def has_generator(family) -> bool:
-    """A prior to sample z from and a map z -> image, without an encoder (a GAN)."""
-    return hasattr(family, "latents") and hasattr(family, "from_latents")
 
 
 def encode_mean(family, params, images, labels=None) -> jax.Array:

@@ -21,7 +21,7 @@ import os
 import statistics
 from typing import Any
 
-from jaxgen import config as config_lib
+from jaxgen import cli, config as config_lib
 from jaxgen.writers import read_metrics
 
 # Keys that say how often, where or in what chunks, not what is trained or measured: never
@@ -275,5 +275,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from jaxgen.cli import main_guard
-    main_guard(main)
+    cli.main_guard(main)

@@ -15,13 +15,14 @@ Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .et
 from __future__ import annotations
 
 import math
-import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import cli, latent, parallel, viz
-from jaxgen.data.pipeline import to_model_range
+from jaxgen import cli, latent, parallel, runs, viz, workdir as workdir_lib
+from jaxgen.contract import LatentGenerator, LatentModel, NoisingProcess
+from jaxgen.data.ranges import to_model_range, to_unit_range
 
 
 def main(argv: list[str]) -> None:
@@ -32,21 +33,21 @@ def main(argv: list[str]) -> None:
                    help="FROM,TO classes: adds alpha * (mean z of TO - mean z of FROM)")
     flags, overrides = cli.parse(p, argv)
     cli.init_runtime(flags)
-    config, splits, family, trainer, state = cli.restore(flags, overrides)
-    outdir = os.path.join(flags.workdir, "samples")
+    config, splits, family, trainer, state = runs.restore(flags, overrides)
+    outdir = workdir_lib.path(flags.workdir, workdir_lib.SAMPLES)
     step = int(state.step)
 
     images = viz.to_uint8(trainer.sample_images(state, flags.num, index=1), family.value_range)
     written = []
     if parallel.is_primary():
-        path = os.path.join(outdir, f"sample_grid_step_{step:07d}.png")
+        path = workdir_lib.path(outdir, f"sample_grid_step_{step:07d}.png")
         viz.save_png(path, viz.grid(images, rows=int(math.sqrt(flags.num))))
         written.append(path)
-    if latent.has_latent_space(family) and parallel.is_primary():
+    if isinstance(family, LatentModel) and parallel.is_primary():
         written += latent_pictures(family, state, splits, config, flags, outdir, step)
-    if latent.has_generator(family) and parallel.is_primary():
+    if isinstance(family, LatentGenerator) and parallel.is_primary():
         written += generator_pictures(family, state, splits, config, flags, outdir, step)
-    if hasattr(family, "trajectory"):
+    if isinstance(family, NoisingProcess):
         written += process_pictures(family, state, splits, outdir, step)
     for path in written:
         print(path)
@@ -56,7 +57,6 @@ def process_pictures(family, state, splits, outdir: str, step: int, rows: int = 
                      columns: int = 10) -> list[str]:
     """Forward strip: test image i noised at `columns` increasing t (row i). Reverse strip:
     `rows` samples, x_T on the left to x_0 on the right."""
-    import jax
     test = splits["test"]
     x0 = to_model_range(test.images[:rows], test.max_value, family.value_range)
     rng = jax.random.wrap_key_data(state.rng)
@@ -75,7 +75,7 @@ def process_pictures(family, state, splits, outdir: str, step: int, rows: int = 
         for name, strips in (("forward_process", np.stack(forward)), ("reverse_process", reverse)):
             images = viz.to_uint8(np.clip(strips.reshape((-1,) + strips.shape[2:]), -1, 1),
                                   family.value_range)
-            paths.append(os.path.join(outdir, f"{name}_step_{step:07d}.png"))
+            paths.append(workdir_lib.path(outdir, f"{name}_step_{step:07d}.png"))
             viz.save_png(paths[-1], viz.grid(images, rows=strips.shape[0]))
     return paths
 
@@ -86,14 +86,14 @@ def latent_pictures(family, state, splits, config, flags, outdir: str, step: int
     count = min(len(test), 2000)
     x = jnp.asarray(to_model_range(test.images[:count], test.max_value, family.value_range))
     y = test.labels[:count]
-    conditional = getattr(family, "num_classes", 0) > 0
+    conditional = family.num_classes > 0
     labels = jnp.asarray(y) if conditional else None
     other = int(np.argmax(y != y[0]))  # the first test image of another class
     rows = []
     for spherical in (False, True):
         rows.append(latent.interpolate(family, params, x[0], x[other], flags.steps, spherical,
                                        *((int(y[0]), int(y[other])) if conditional else ())))
-    paths = [os.path.join(outdir, f"interpolation_step_{step:07d}.png")]
+    paths = [workdir_lib.path(outdir, f"interpolation_step_{step:07d}.png")]
     strip = viz.to_uint8(np.concatenate(rows), family.value_range)
     viz.save_png(paths[-1], viz.grid(strip, rows=2))  # row 1 linear, row 2 spherical
 
@@ -104,45 +104,43 @@ def latent_pictures(family, state, splits, config, flags, outdir: str, step: int
         alphas = jnp.linspace(0.0, 1.5, flags.steps)
         starts = np.flatnonzero(y == source)[:4]
         strips = [latent.attribute_strip(family, params, x[i], direction, alphas) for i in starts]
-        paths.append(os.path.join(outdir, f"attribute_{source}_to_{target}_step_{step:07d}.png"))
+        paths.append(workdir_lib.path(outdir,
+                                      f"attribute_{source}_to_{target}_step_{step:07d}.png"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
                                          rows=len(starts)))
 
     if family.latent_dim == 2:
         z = np.asarray(latent.encode_mean(family, params, x, labels))
-        paths.append(os.path.join(outdir, f"latent_scatter_step_{step:07d}.png"))
+        paths.append(workdir_lib.path(outdir, f"latent_scatter_step_{step:07d}.png"))
         viz.scatter_2d(paths[-1], z, y, f"test latents (posterior means), step {step}")
     return paths
 
 
 def generator_pictures(family, state, splits, config, flags, outdir: str,
                        step: int) -> list[str]:
-    import jax
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 20_000)
     z = family.latents(rng, 2000)
     t = jnp.linspace(0.0, 1.0, flags.steps)
-    num_classes = getattr(family, "num_classes", 0)
+    num_classes = family.num_classes
     rows = []
     for pair in range(4):  # for each pair of draws: the line, then the great circle
         for path in (latent.lerp, latent.slerp):
             labels = jnp.full((flags.steps,), pair % num_classes) if num_classes else None
             rows.append(family.from_latents(state, path(z[2 * pair], z[2 * pair + 1], t),
                                             labels))
-    paths = [os.path.join(outdir, f"interpolation_step_{step:07d}.png")]
+    paths = [workdir_lib.path(outdir, f"interpolation_step_{step:07d}.png")]
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(rows), family.value_range),
                                      rows=len(rows)))
     if num_classes:
         z_rows = jnp.repeat(z[:8], num_classes, axis=0)
         labels = jnp.tile(jnp.arange(num_classes), 8)
-        paths.append(os.path.join(outdir, f"class_grid_step_{step:07d}.png"))
+        paths.append(workdir_lib.path(outdir, f"class_grid_step_{step:07d}.png"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(
             np.asarray(family.from_latents(state, z_rows, labels)), family.value_range), rows=8))
         return paths
     # Attribute vectors (Radford et al. 2016): the mean z of samples the classifier calls
     # TO minus that of samples it calls FROM, added to draws of class FROM.
-    from jaxgen.eval.extractor import to_unit_range
-    from jaxgen.eval.runner import load_extractors
-    classifier = load_extractors(config, splits)["classes"]
+    classifier = runs.evaluation_classifier(config, splits)
     predicted = jnp.concatenate([classifier.apply(to_unit_range(
         family.from_latents(state, chunk), family.value_range))["label"]
         for chunk in jnp.split(z, 4)])
@@ -156,7 +154,7 @@ def generator_pictures(family, state, splits, config, flags, outdir: str,
     alphas = jnp.linspace(0.0, 1.5, flags.steps)
     strips = [family.from_latents(state, z[i] + alphas[:, None] * (means[target] - means[source]))
               for i in starts]
-    paths.append(os.path.join(outdir, f"attribute_{source}_to_{target}_step_{step:07d}.png"))
+    paths.append(workdir_lib.path(outdir, f"attribute_{source}_to_{target}_step_{step:07d}.png"))
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
                                      rows=len(starts)))
     return paths

@@ -1,14 +1,12 @@
-"""The train state every family uses, and the contract a family fulfils."""
+"""The train state every family uses, its optimisers and the EMA of its sampled parameters."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
 
 import flax
 import jax
 import optax
-
-Metrics = Mapping[str, jax.Array]
 
 
 @flax.struct.dataclass
@@ -19,7 +17,8 @@ class TrainState:
     states under the same fields.
 
     step: int32 []; rng: uint32 [2] key data, the root of all randomness of the run;
-    ema_params: a copy of params averaged over steps, or None when EMA is off;
+    ema_params: an average over steps of the parameters the family samples with (all of
+    params, or the top-level entries its `ema_keys` names), or None when EMA is off;
     model_state: variables a model updates without gradients (spectral-norm power-iteration
     vectors), or None.
     """
@@ -31,29 +30,21 @@ class TrainState:
     model_state: Any = None
 
     def params_for_sampling(self) -> Any:
-        return self.params if self.ema_params is None else self.ema_params
+        """params with the averaged entries in place of the current ones."""
+        if self.ema_params is None:
+            return self.params
+        if isinstance(self.params, Mapping) and set(self.ema_params) != set(self.params):
+            return {**self.params, **self.ema_params}
+        return self.ema_params
 
 
-class Family(Protocol):
-    """A model family: everything the trainer needs, nothing the trainer knows.
+def averaged_params(params: Any, ema_keys: tuple[str, ...] | None) -> Any:
+    """The part of params an EMA covers: all of it (ema_keys None) or the named entries."""
+    return params if ema_keys is None else {k: params[k] for k in ema_keys}
 
-    All methods are pure and jit-compatible; `batch` holds "image" [B, H, W, C] in
-    `value_range` and "label" int32 [B] (evaluation batches add "mask" [B]).
-    """
-    value_range: str  # "unit" or "symmetric"
 
-    def init(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> TrainState: ...
-
-    def train_step(self, state: TrainState, batch: Mapping[str, jax.Array],
-                   rng: jax.Array) -> tuple[TrainState, Metrics]: ...
-
-    def eval_step(self, state: TrainState, batch: Mapping[str, jax.Array],
-                  rng: jax.Array) -> Metrics:
-        """Per-example metrics, each [B]; the trainer takes masked means."""
-
-    def sample(self, state: TrainState, rng: jax.Array, num: int,
-               labels: jax.Array | None = None) -> jax.Array:
-        """num images [num, H, W, C] in value_range."""
+def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
 
 def make_optimizer(train_config, learning_rate: float | None = None
@@ -75,7 +66,3 @@ def apply_gradients(state: TrainState, grads: Any,
     """One optimiser step on state.params and state.opt_state."""
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
-
-
-def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)

@@ -19,7 +19,6 @@ write their evaluations side by side as metrics_<point>.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import os
@@ -28,7 +27,7 @@ import subprocess
 import sys
 from typing import Any, Mapping, Sequence
 
-from jaxgen import config as config_lib
+from jaxgen import cli, config as config_lib
 
 Point = tuple[str, dict[str, Any]]
 
@@ -60,11 +59,7 @@ def grid(axes: Mapping[str, Sequence[Any] | Mapping[str, Mapping[str, Any]]]) ->
 
 def load_sweep(spec: str) -> list[Point]:
     path = spec.partition(":")[0]
-    if not os.path.isfile(path):
-        raise config_lib.ConfigError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location("_jaxgen_sweep", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = config_lib.load_module(path, "sweep")
     if not hasattr(module, "get_sweep"):
         raise config_lib.ConfigError(f"{path} declares no sweep (no get_sweep())")
     points = list(module.get_sweep())
@@ -180,5 +175,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from jaxgen.cli import main_guard
-    main_guard(main)
+    cli.main_guard(main)

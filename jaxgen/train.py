@@ -5,28 +5,20 @@ Starts a run, or continues the one in DIR from its newest checkpoint.
 
 from __future__ import annotations
 
-import json
-import os
-
-from jaxgen import cli
-from jaxgen import config as config_lib
+from jaxgen import cli, config as config_lib, parallel, runs, trainer, workdir as workdir_lib
 
 
 def main(argv: list[str]) -> None:
     flags, overrides = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
     cli.init_runtime(flags)
-    config, splits, family = cli.prepare(flags, overrides)
-    saved = os.path.join(flags.workdir, cli.CONFIG_FILE)
-    if os.path.isfile(saved):
-        with open(saved, encoding="utf-8") as f:
-            config_lib.check_resumable(json.load(f), config, flags.workdir)
-
-    from jaxgen import parallel, trainer
+    config, splits, family = runs.prepare(flags, overrides)
+    if workdir_lib.has_config(flags.workdir):
+        config_lib.check_resumable(workdir_lib.read_config_dict(flags.workdir), config,
+                                   flags.workdir)
     if parallel.is_primary():
-        cli.write_json_atomic(saved, json.loads(config.to_json()))
-        with open(os.path.join(flags.workdir, "run_info.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(config_lib.run_record()) + "\n")
-    trainer.train(config, flags.workdir, family, splits)
+        workdir_lib.write_config(flags.workdir, config)
+        workdir_lib.append_run_record(flags.workdir)
+    trainer.train(config, flags.workdir, family, splits, runs.eval_hooks(config, family))
 
 
 if __name__ == "__main__":

@@ -1,51 +1,44 @@
-"""The training loop shared by every model family. It imports no family.
+"""The training loop shared by every model family. It imports no family and no evaluator.
 
-init or restore -> jit-compiled, buffer-donating steps -> periodic eval, sample grids
-and asynchronous checkpoints -> final checkpoint. Host syncs happen only at logging,
-evaluation, sampling and checkpoint steps.
+init or restore -> jit-compiled, buffer-donating steps -> periodic actions (training metrics
+with the NaN check, evaluation plus the caller's evaluation hooks, pictures, asynchronous
+checkpoints) -> final checkpoint. Host syncs happen only at the steps of those actions.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import parallel, viz
+from jaxgen import contract, parallel, viz, workdir as workdir_lib
 from jaxgen.checkpoint import Checkpointer
+from jaxgen.contract import Family, Sampler
 from jaxgen.data.pipeline import TrainStream, eval_batches
+from jaxgen.data.ranges import to_unit_range
 from jaxgen.data.sources import Split
-from jaxgen.state import Family, TrainState, ema_update
+from jaxgen.periodic import Every, run_actions
+from jaxgen.rng import as_key, purpose_key, root_key_data
+from jaxgen.state import TrainState, averaged_params, ema_update
 from jaxgen.writers import Writer, read_metrics
 
 log = logging.getLogger("jaxgen")
 
-# Every random draw of a run descends from one root key through a named purpose.
-RNG_PURPOSES = {"train": 0, "init": 1, "eval": 2, "sample": 3}
+# An evaluation run at every eval step beside the family's eval_step, handed in by the caller
+# (the sample metrics of `eval.track_samples`): (trainer, state) -> more test metrics.
+EvalHook = Callable[["Trainer", TrainState], Mapping[str, float]]
 
 
 class NonFiniteLossError(FloatingPointError):
     """A metric became NaN or Inf; raised before anything is saved at that step."""
-
-
-def purpose_rng(root: jax.Array, purpose: str, index: int | jax.Array = 0) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(root, RNG_PURPOSES[purpose]), index)
-
-
-def root_rng(seed: int) -> jax.Array:
-    """uint32 [2] key data: a plain array, so Orbax stores it like any other leaf."""
-    return jax.random.key_data(jax.random.key(seed))
-
-
-def _as_key(key_data: jax.Array) -> jax.Array:
-    return jax.random.wrap_key_data(key_data)
 
 
 class Trainer:
@@ -53,7 +46,7 @@ class Trainer:
 
     Args:
       config: the validated experiment config.
-      family: any object with the `state.Family` methods.
+      family: an object fulfilling `contract.Family`.
       splits: {"train": Split, "test": Split}.
     """
 
@@ -66,42 +59,42 @@ class Trainer:
         self.rows = parallel.process_rows(config.train.batch_size)
         self.stream = TrainStream(splits["train"], config.train.batch_size, config.seed, self.rows,
                                   family.value_range, config.data.binarize, config.data.dequantize)
+        self.ema = config.train.ema_decay > 0
         repl = parallel.replicated(self.mesh)
         data = parallel.batch_sharded(self.mesh)
-        self.init_fn = jax.jit(self._init, out_shardings=repl)
+        self.init_fn = jax.jit(functools.partial(contract.initial_state, family, ema=self.ema),
+                               out_shardings=repl)
         self.step_fn = jax.jit(self._train_step, in_shardings=(repl, data),
                                out_shardings=(repl, repl), donate_argnums=0)
-        self.eval_fn = jax.jit(self._eval_sums, in_shardings=(repl, data, None),
-                               out_shardings=repl)
+        self.eval_fn = self.compile_eval(family.eval_step)
         self.sample_fn = jax.jit(self._sample, static_argnums=2, out_shardings=repl)
 
     # Pure functions, compiled above.
 
-    def _init(self, seed_key: jax.Array, batch: dict[str, jax.Array]) -> TrainState:
-        state = self.family.init(purpose_rng(_as_key(seed_key), "init"), batch)
-        state = state.replace(step=jnp.zeros((), jnp.int32), rng=seed_key)
-        if self.config.train.ema_decay > 0:
-            state = state.replace(ema_params=state.params)
-        return state
-
     def _train_step(self, state: TrainState, batch: dict[str, jax.Array]):
-        rng = purpose_rng(_as_key(state.rng), "train", state.step)
+        rng = purpose_key(as_key(state.rng), "train", state.step)
         new_state, metrics = self.family.train_step(state, batch, rng)
         new_state = new_state.replace(step=state.step + 1)
-        if self.config.train.ema_decay > 0:
+        if self.ema:
             new_state = new_state.replace(ema_params=ema_update(
-                state.ema_params, new_state.params, self.config.train.ema_decay))
+                state.ema_params, averaged_params(new_state.params, self.family.ema_keys),
+                self.config.train.ema_decay))
         return new_state, metrics
 
-    def _eval_sums(self, state: TrainState, batch: dict[str, jax.Array], index: jax.Array,
-                   step_fn: Callable | None = None):
-        rng = purpose_rng(_as_key(state.rng), "eval", index)
-        per_example = (step_fn or self.family.eval_step)(state, batch, rng)
-        mask = batch["mask"]
-        return {k: jnp.sum(v * mask) for k, v in per_example.items()}, jnp.sum(mask)
+    def compile_eval(self, step_fn: Callable) -> Callable:
+        """(state, batch, index) -> (masked sums of step_fn's per-example metrics, count)."""
+        def sums(state, batch, index):
+            rng = purpose_key(as_key(state.rng), "eval", index)
+            per_example = step_fn(state, batch, rng)
+            mask = batch["mask"]
+            return {k: jnp.sum(v * mask) for k, v in per_example.items()}, jnp.sum(mask)
 
-    def _sample(self, state: TrainState, rng: jax.Array, num: int):
-        return self.family.sample(state, _as_key(rng), num)
+        repl = parallel.replicated(self.mesh)
+        return jax.jit(sums, in_shardings=(repl, parallel.batch_sharded(self.mesh), None),
+                       out_shardings=repl)
+
+    def _sample(self, state: TrainState, key_data: jax.Array, num: int):
+        return self.family.sample(state, as_key(key_data), num)
 
     # Host-side driving.
 
@@ -109,22 +102,19 @@ class Trainer:
         return parallel.to_global(local, self.mesh)
 
     def init_state(self) -> TrainState:
-        return self.init_fn(root_rng(self.config.seed), self.global_batch(self.stream.batch_at(0)))
+        return self.init_fn(root_key_data(self.config.seed),
+                            self.global_batch(self.stream.batch_at(0)))
 
     def abstract_state(self) -> Any:
-        shapes = jax.eval_shape(self.init_fn, root_rng(self.config.seed),
-                                self.global_batch(self.stream.batch_at(0)))
-        repl = parallel.replicated(self.mesh)
-        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
-                            shapes)
+        return contract.abstract_state(self.family, self.config.seed,
+                                       self.global_batch(self.stream.batch_at(0)), self.ema,
+                                       parallel.replicated(self.mesh))
 
     def evaluate(self, state: TrainState, step_fn: Callable | None = None,
                  num_examples: int | None = None) -> dict[str, float]:
-        """Means over the test split of the family's per-example metrics."""
-        fn = self.eval_fn if step_fn is None else jax.jit(
-            lambda s, b, i: self._eval_sums(s, b, i, step_fn),
-            in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh), None),
-            out_shardings=parallel.replicated(self.mesh))
+        """Means over the test split of per-example metrics: the family's eval_step, or
+        step_fn (a likelihood evaluation)."""
+        fn = self.eval_fn if step_fn is None else self.compile_eval(step_fn)
         totals, count = None, 0.0
         batches = eval_batches(self.splits["test"], self.config.eval.batch_size,
                                parallel.process_rows(self.config.eval.batch_size),
@@ -140,24 +130,43 @@ class Trainer:
         return {k: float(v) / float(count) for k, v in totals.items()}
 
     def sample_images(self, state: TrainState, num: int, index: int = 0) -> np.ndarray:
-        rng = jax.random.key_data(purpose_rng(_as_key(state.rng), "sample", index))
-        return np.asarray(parallel.fetch(self.sample_fn(state, rng, num)))
+        """num images [num, H, W, C] in the family's value range, on the host."""
+        key = jax.random.key_data(purpose_key(as_key(state.rng), "sample", index))
+        return np.asarray(parallel.fetch(self.sample_fn(state, key, num)))
+
+    def batch_sampler(self, state: TrainState, batch_size: int
+                      ) -> Callable[[int, jax.Array], jax.Array]:
+        """(b, labels int32 [batch_size], batch-sharded) -> batch b of samples [batch_size, H,
+        W, C] in [0, 1], batch-sharded. Batch b draws from fold_in(the run's "sample" key,
+        1_000_000 + b): numbers depend on the seed and batch size, never on the devices."""
+        family = self.family
+        conditional = family.sampling_classes > 0
+        repl, data = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
+
+        def sample(state, key_data, labels):
+            images = family.sample(state, as_key(key_data), batch_size,
+                                   labels if conditional else None)
+            return to_unit_range(images, family.value_range)
+
+        compiled = jax.jit(sample, in_shardings=(repl, repl, data), out_shardings=data)
+        root = as_key(state.rng)
+        return lambda b, labels: compiled(
+            state, jax.random.key_data(purpose_key(root, "sample", 1_000_000 + b)), labels)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
-          splits: dict[str, Split]) -> TrainState:
+          splits: dict[str, Split], eval_hooks: Sequence[EvalHook] = ()) -> TrainState:
     """Trains until config.train.num_steps, resuming from the newest checkpoint in workdir."""
     os.makedirs(workdir, exist_ok=True)
     trainer = Trainer(config, family, splits)
-    primary = parallel.is_primary()
     log.info("process %d of %d reads rows %d:%d of each global batch of %d",
              jax.process_index(), jax.process_count(), trainer.rows.start, trainer.rows.stop,
              config.train.batch_size)
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep)
-    writer = Writer(workdir, enabled=primary)
+    checkpointer = workdir_lib.checkpointer(workdir, config.checkpoint.keep)
+    writer = Writer(workdir, enabled=parallel.is_primary())
     try:
         state = _restore_or_init(trainer, checkpointer)
-        return _loop(trainer, state, checkpointer, writer, workdir)
+        return _loop(trainer, state, checkpointer, writer, workdir, eval_hooks)
     finally:
         checkpointer.wait()
         checkpointer.close()
@@ -176,52 +185,87 @@ def _restore_or_init(trainer: Trainer, checkpointer: Checkpointer) -> TrainState
     return state
 
 
+class TrainMetrics(Every):
+    """Collects each step's metrics on the device; at log and checkpoint steps fetches them,
+    raises NonFiniteLossError at the first non-finite step, and at log steps writes their
+    means with the throughput."""
+
+    def __init__(self, config, writer: Writer, checkpointer: Checkpointer, start: int,
+                 on_log: Callable[[dict[str, float]], None]):
+        super().__init__(config.train.log_every_steps, self._flush)
+        self.log_every = config.train.log_every_steps
+        self.save_every = config.checkpoint.every_steps
+        self.batch_size = config.train.batch_size
+        self.writer, self.checkpointer, self.on_log = writer, checkpointer, on_log
+        self.pending: list = []
+        self.last = (start, time.perf_counter())
+        self.final = False
+
+    def due(self, step: int, last: bool) -> bool:
+        self.final = last
+        return step % self.log_every == 0 or step % self.save_every == 0 or last
+
+    def observe(self, step: int, metrics) -> None:
+        self.pending.append(metrics)
+
+    def _flush(self, step: int, state) -> None:
+        history = parallel.fetch(self.pending)
+        self.pending = []
+        first = step - len(history) + 1
+        for offset, metrics in enumerate(history):
+            bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
+            if bad:
+                self.checkpointer.wait()
+                raise NonFiniteLossError(
+                    f"non-finite {bad[0]} ({float(np.asarray(metrics[bad[0]]).mean())}) at step "
+                    f"{first + offset}; last good checkpoint: step "
+                    f"{self.checkpointer.latest_step()}")
+        if step % self.log_every and not self.final:
+            return
+        means = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+        now = time.perf_counter()
+        rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
+        self.last = (step, now)
+        means.update(steps_per_sec=rate, images_per_sec=rate * self.batch_size)
+        self.writer.scalars(step, "train", means)
+        self.on_log(means)
+
+
 def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, writer: Writer,
-          workdir: str) -> TrainState:
+          workdir: str, eval_hooks: Sequence[EvalHook]) -> TrainState:
     config = trainer.config
     num_steps = config.train.num_steps
     start = int(state.step)
-    pending: list[dict[str, jax.Array]] = []
-    last_log = (start, time.perf_counter())
-    # A family names the metrics worth a plot (a GAN: both players' losses).
-    curve_keys = list(getattr(trainer.family, "curve_metrics", ("loss",)))
+    curve_keys = list(trainer.family.curve_metrics)
     from tqdm import tqdm
     bar = tqdm(total=num_steps, initial=start, disable=not parallel.is_primary(),
                unit="step", dynamic_ncols=True, mininterval=1.0)
+
+    def show(means: dict[str, float]) -> None:
+        bar.set_postfix({k: f"{means[k]:.4g}" for k in curve_keys if k in means})
+
+    def evaluate(step: int, state: TrainState) -> None:
+        values = trainer.evaluate(state)
+        for hook in eval_hooks:
+            values.update(hook(trainer, state))
+        writer.scalars(step, "test", values)
+
+    def pictures(step: int, state: TrainState) -> None:
+        _write_samples(trainer, state, writer, workdir, step)
+        _write_curves(workdir, curve_keys)
+
+    actions = [TrainMetrics(config, writer, checkpointer, start, show),
+               Every(config.eval.every_steps, evaluate)]
+    if isinstance(trainer.family, Sampler):  # a classifier has no sampler
+        actions.append(Every(config.sample.every_steps, pictures))
+    actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
+        step, state, trainer.stream.position(step))))
     try:
         for step in range(start, num_steps):
             batch = trainer.global_batch(trainer.stream.batch_at(step))
             state, metrics = trainer.step_fn(state, batch)
-            pending.append(metrics)
-            done = step + 1
             bar.update(1)
-            last = done == num_steps
-            log_now = done % config.train.log_every_steps == 0 or last
-            save_now = done % config.checkpoint.every_steps == 0 or last
-            if log_now or save_now:
-                means = _check_finite(pending, done, checkpointer)
-                pending = []
-                if log_now:
-                    now = time.perf_counter()
-                    rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
-                    last_log = (done, now)
-                    means.update(steps_per_sec=rate, images_per_sec=rate * config.train.batch_size)
-                    writer.scalars(done, "train", means)
-                    bar.set_postfix({k: f"{means[k]:.4g}" for k in curve_keys if k in means})
-            # Sampling is optional in the contract: a classifier has no sampler.
-            sampler = hasattr(trainer.family, "sample")
-            if done % config.eval.every_steps == 0 or last:
-                values = trainer.evaluate(state)
-                if sampler and config.eval.track_samples:
-                    from jaxgen.eval.runner import sample_metrics
-                    values.update(sample_metrics(trainer, state, trainer.splits,
-                                                 config.eval.track_samples, real=False)["model"])
-                writer.scalars(done, "test", values)
-            if sampler and (done % config.sample.every_steps == 0 or last):
-                _write_samples(trainer, state, writer, workdir, done)
-                _write_curves(workdir, curve_keys)
-            if save_now:
-                checkpointer.save(done, state, trainer.stream.position(done))
+            run_actions(actions, step + 1, state, metrics, step + 1 == num_steps)
     finally:
         bar.close()
     _write_curves(workdir, curve_keys)
@@ -231,23 +275,8 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
 
 def _write_curves(workdir: str, keys: list[str]) -> None:
     if parallel.is_primary():
-        viz.curves(os.path.join(workdir, "loss_curves.png"), read_metrics(workdir, "train"),
-                   keys, "train " + ", ".join(keys))
-
-
-def _check_finite(pending: list[dict[str, jax.Array]], done: int,
-                  checkpointer: Checkpointer) -> dict[str, float]:
-    """Means of the metrics since the last check; raises at the first non-finite step."""
-    history = parallel.fetch(pending)
-    first = done - len(history) + 1
-    for offset, metrics in enumerate(history):
-        bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
-        if bad:
-            checkpointer.wait()
-            raise NonFiniteLossError(
-                f"non-finite {bad[0]} ({float(np.asarray(metrics[bad[0]]).mean())}) at step "
-                f"{first + offset}; last good checkpoint: step {checkpointer.latest_step()}")
-    return {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+        viz.curves(workdir_lib.path(workdir, workdir_lib.CURVES_FILE),
+                   read_metrics(workdir, "train"), keys, "train " + ", ".join(keys))
 
 
 def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir: str,
@@ -256,5 +285,6 @@ def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir:
     images = viz.to_uint8(trainer.sample_images(state, num), trainer.family.value_range)
     if parallel.is_primary():
         mosaic = viz.grid(images, rows=int(math.sqrt(num)))
-        viz.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), mosaic)
+        viz.save_png(workdir_lib.path(workdir, workdir_lib.SAMPLES, f"step_{step:07d}.png"),
+                     mosaic)
         writer.image(step, "samples", mosaic)

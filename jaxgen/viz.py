@@ -6,14 +6,13 @@ import os
 
 import numpy as np
 
-from jaxgen.data.pipeline import VALUE_RANGES
+from jaxgen.data.ranges import to_unit_range
 
 
 def to_uint8(images: np.ndarray, value_range: str) -> np.ndarray:
     """images: float [N, H, W, C] in value_range -> uint8 [N, H, W, C]."""
-    low, high = VALUE_RANGES[value_range]
-    unit = (np.asarray(images, np.float32) - low) / (high - low)
-    return np.clip(np.round(unit * 255.0), 0, 255).astype(np.uint8)
+    unit = to_unit_range(np.asarray(images, np.float32), value_range)
+    return np.round(unit * 255.0).astype(np.uint8)
 
 
 def grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.ndarray:

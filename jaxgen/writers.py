@@ -13,6 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
+from jaxgen import workdir as workdir_lib
+
 log = logging.getLogger("jaxgen")
 
 
@@ -25,10 +27,11 @@ class Writer:
         self._tb = None
         if not enabled:
             return
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        self._jsonl = open(workdir_lib.path(workdir, workdir_lib.METRICS_LOG), "a",
+                           encoding="utf-8")
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(workdir_lib.path(workdir, workdir_lib.TENSORBOARD))
 
     def scalars(self, step: int, split: str, values: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -64,7 +67,7 @@ def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
     A resumed run logs again the steps between its last checkpoint and the kill;
     the later row of a (split, step) wins.
     """
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = workdir_lib.path(workdir, workdir_lib.METRICS_LOG)
     if not os.path.exists(path):
         return []
     rows = {}

@@ -3,7 +3,7 @@ plug-in path (config.family = "tests.nan_family:NanVAE")."""
 
 import jax.numpy as jnp
 
-from jaxgen.objectives.vae import VAEFamily
+from jaxgen.families.vae import VAEFamily
 
 NAN_FROM_STEP = 25
 

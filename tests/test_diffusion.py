@@ -8,10 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, trainer
+from jaxgen import cli, runs, trainer
 from jaxgen.config import ConfigError
 from jaxgen.data.sources import DataSpec
-from jaxgen.objectives import diffusion, schedules
+from jaxgen.diffusion import schedules
+from jaxgen.families import diffusion
+from jaxgen.eval.runner import generated_features
+from jaxgen.losses.likelihoods import discretized_gaussian_log_likelihood
 from tests.helpers import SMALL_EVAL
 
 TINY_DDPM = [
@@ -28,7 +31,7 @@ TINY_DDPM = [
 
 def _prepare(tmp_path, *extra):
     flags, overrides = cli.parse(cli.parser(""), [*TINY_DDPM, f"--workdir={tmp_path}", *extra])
-    return cli.prepare(flags, overrides)
+    return runs.prepare(flags, overrides)
 
 
 def test_cosine_schedule_matches_the_formula_in_float64():
@@ -72,7 +75,7 @@ def test_forward_process_has_the_predicted_mean_and_variance():
     for step in (10, 300, 900):
         index = jnp.full((20000,), step)
         noise = jax.random.normal(jax.random.key(step), (20000, 8, 8, 1))
-        x_t = family.q_sample(jnp.broadcast_to(x0, noise.shape), index, noise)
+        x_t = family.process.q_sample(jnp.broadcast_to(x0, noise.shape), index, noise)
         abar = float(family.schedule.alpha_bar[step])
         assert float(x_t.mean()) == pytest.approx(math.sqrt(abar) * 0.6, abs=0.005)
         assert float(x_t.var()) == pytest.approx(1 - abar, rel=0.02, abs=1e-4)
@@ -85,20 +88,20 @@ def test_parameterisations_invert_each_other_and_the_exact_target_has_zero_loss(
     x0 = jnp.asarray(rng.uniform(-1, 1, (6, 8, 8, 1)), jnp.float32)
     noise = jnp.asarray(rng.normal(size=(6, 8, 8, 1)), jnp.float32)
     index = jnp.asarray([0, 1, 100, 500, 900, 999])
-    x_t = family.q_sample(x0, index, noise)
-    target = family.target(x0, noise, index)
-    eps, x0_hat = family.to_eps_x0(target, x_t, index)
+    x_t = family.process.q_sample(x0, index, noise)
+    target = family.process.target(x0, noise, index)
+    eps, x0_hat = family.process.to_eps_x0(target, x_t, index)
     # At t = T the signal is ~1e-5 of x_t: x0 is recoverable only to that precision.
     np.testing.assert_allclose(eps[:5], noise[:5], atol=1e-4)
     np.testing.assert_allclose(x0_hat[:5], x0[:5], atol=2e-3)
-    assert float(jnp.mean(jnp.square(target - family.target(x0, noise, index)))) == 0.0
+    assert float(jnp.mean(jnp.square(target - family.process.target(x0, noise, index)))) == 0.0
 
 
 def test_discretized_decoder_is_a_distribution_over_the_pixel_grid():
     levels = 17
     grid = jnp.linspace(-1, 1, levels)
     for mean, log_scale in ((0.1, -2.0), (-0.9, -4.0), (0.95, 0.0)):
-        log_p = diffusion.discretized_gaussian_log_likelihood(grid, mean, log_scale, levels)
+        log_p = discretized_gaussian_log_likelihood(grid, mean, log_scale, levels)
         assert float(jnp.sum(jnp.exp(log_p))) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -176,16 +179,16 @@ def test_guidance_needs_a_cfg_model_and_w0_is_the_conditional_model(tmp_path):
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
     index, labels = jnp.full((4,), 50), jnp.arange(4)
     params = state.params
-    plain = family.to_eps_x0(family.apply(params, x, index, labels), x, index)[0]
-    w0 = family.guided_eps_x0(params, x, index, labels, 0.0)[0]
+    plain = family.process.to_eps_x0(family.apply(params, x, index, labels), x, index)[0]
+    w0 = family.eps_x0_fn(params, labels, 0.0)(x, index)[0]
     np.testing.assert_allclose(w0, plain, atol=1e-6)
-    null = family.to_eps_x0(family.apply(params, x, index, jnp.full((4,), 10)), x, index)[0]
-    w2 = family.guided_eps_x0(params, x, index, labels, 2.0)[0]
+    null = family.process.to_eps_x0(family.apply(params, x, index, jnp.full((4,), 10)), x,
+                                    index)[0]
+    w2 = family.eps_x0_fn(params, labels, 2.0)(x, index)[0]
     np.testing.assert_allclose(w2, 3.0 * plain - 2.0 * null, atol=1e-5)
 
 
 def test_classifier_guidance_steers_samples_to_the_requested_class(tmp_path):
-    from jaxgen.eval.runner import generated_features, load_extractors
     from tests.helpers import run_cli
     classifier_dir = tmp_path / "classifier"
     trained = run_cli("train", ["--config=experiments/guidance_classifier_digits.py",
@@ -198,14 +201,14 @@ def test_classifier_guidance_steers_samples_to_the_requested_class(tmp_path):
     state = t.init_state()
     for step in range(100):
         state, _ = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
-    extractors = load_extractors(config, splits)
+    extractors = runs.load_extractors(config, splits)
 
     def accuracy(scale):
         guided_config, _, guided = _prepare(
             tmp_path / "ddpm", f"--config.sample.classifier_workdir={classifier_dir}",
             f"--config.sample.classifier_scale={scale}")
-        sampler = trainer.Trainer(guided_config, guided, splits)
-        found = generated_features(sampler, state, extractors, 256, 64)
+        sampler = trainer.Trainer(guided_config, guided, splits).batch_sampler(state, 64)
+        found = generated_features(sampler, extractors, 256, 64, guided.sampling_classes)
         return float(np.mean(found["label"] == found["requested"]))
 
     assert accuracy(8.0) > accuracy(0.0001) + 0.2
@@ -236,7 +239,7 @@ def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
         "--config.model.num_groups=8", "--config.model.num_timesteps=100",
         "--config.train.batch_size=64", "--config.train.ema_decay=0.0",
         "--config.eval.batch_size=64", "--config.sample.steps=10", f"--workdir={tmp_path}"])
-    config, splits, family = cli.prepare(flags, overrides)
+    config, splits, family = runs.prepare(flags, overrides)
     t = trainer.Trainer(config, family, splits)
     state = t.init_state()
     batch = t.global_batch(t.stream.batch_at(0))
@@ -250,19 +253,18 @@ def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
     images = t.sample_images(state, 16)
     assert images.shape == (16, 8, 8, 1) and images.min() >= 0.0 and images.max() <= 1.0
     with pytest.raises(ConfigError, match="no trained run"):
-        cli.prepare(flags, [*overrides, f"model.autoencoder_workdir={tmp_path / 'none'}"])
+        runs.prepare(flags, [*overrides, f"model.autoencoder_workdir={tmp_path / 'none'}"])
 
 
 @pytest.mark.slow
 def test_classifier_free_guidance_raises_conditional_accuracy(tmp_path):
-    from jaxgen.eval.runner import generated_features, load_extractors
     cfg = ["--config=experiments/ddpm_digits.py:cfg", "--config.model.num_timesteps=100",
            "--config.train.batch_size=64", "--config.train.ema_decay=0.0",
            "--config.eval.batch_size=64", "--config.sample.steps=20", *SMALL_EVAL]
 
     def prepare(*extra):
         flags, overrides = cli.parse(cli.parser(""), [*cfg, f"--workdir={tmp_path}", *extra])
-        return cli.prepare(flags, overrides)
+        return runs.prepare(flags, overrides)
 
     config, splits, family = prepare()
     assert family.num_classes == 10 and family.label_dropout == 0.1
@@ -270,12 +272,12 @@ def test_classifier_free_guidance_raises_conditional_accuracy(tmp_path):
     state = t.init_state()
     for step in range(600):
         state, _ = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
-    extractors = load_extractors(config, splits)
+    extractors = runs.load_extractors(config, splits)
 
     def accuracy(w):
         guided_config, _, guided = prepare(f"--config.sample.guidance_scale={w}")
-        found = generated_features(trainer.Trainer(guided_config, guided, splits), state,
-                                   extractors, 256, 64)
+        sampler = trainer.Trainer(guided_config, guided, splits).batch_sampler(state, 64)
+        found = generated_features(sampler, extractors, 256, 64, guided.sampling_classes)
         return float(np.mean(found["label"] == found["requested"]))
 
     unguided, guided = accuracy(0.0), accuracy(3.0)

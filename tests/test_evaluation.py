@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxgen import cli
+from jaxgen import cli, runs
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
-from jaxgen.eval.runner import load_extractors, real_features
+from jaxgen.eval.runner import real_features
 from tests.helpers import ROOT, TINY, env_with_devices, run_cli, train_tiny
 
 
 @pytest.fixture(scope="module")
 def digits():
     flags, overrides = cli.parse(cli.parser(""), [*TINY, "--workdir=/nonexistent"])
-    config, splits, _ = cli.prepare(flags, overrides)
-    extractors = load_extractors(config, splits)
+    config, splits, _ = runs.prepare(flags, overrides)
+    extractors = runs.load_extractors(config, splits)
 
     def features(images, labels=None):
         labels = np.zeros(len(images), np.int32) if labels is None else labels
@@ -53,7 +53,7 @@ def test_classifier_is_accurate_and_its_accuracy_is_recorded(digits):
 
 def test_classifier_cache_key_covers_only_what_decides_its_weights():
     from jaxgen.config import load
-    from jaxgen.eval.extractor import classifier_directory
+    from jaxgen.runs import classifier_directory
     base = classifier_directory(load("experiments/vae_digits.py", []))
     for unrelated in ("eval.num_samples=7", "eval.batch_size=3", "sample.num=4", "seed=5",
                       "model.latent_dim=3", "train.num_steps=9"):

@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, latent, trainer
+from jaxgen import cli, latent, runs, trainer
 from tests.helpers import TINY, run_cli, train_tiny
 
 
 def _prepare(tmp_path, *extra, base=TINY):
     flags, overrides = cli.parse(cli.parser(""), [*base, f"--workdir={tmp_path}", *extra])
-    return cli.prepare(flags, overrides)
+    return runs.prepare(flags, overrides)
 
 
 # The AE's config has its own model and eval keys: its experiment, made tiny, on digits.

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, trainer
+from jaxgen import cli, runs, trainer
 from jaxgen.config import ConfigError
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.dcgan import SPECTRAL_STATS, Discriminator
-from jaxgen.objectives import gan
+from jaxgen.families import gan
 from jaxgen.writers import read_metrics
 from tests.helpers import SMALL_EVAL, assert_kill_and_resume_match, run_cli
 
@@ -195,7 +195,7 @@ def test_sample_draws_interpolations_and_a_class_grid_for_a_conditional_gan(tmp_
 def test_the_trainer_runs_a_gan_in_process(tmp_path):
     flags, overrides = cli.parse(cli.parser(""), [*TINY_GAN, f"--workdir={tmp_path}",
                                                   "--config.train.num_steps=20"])
-    config, splits, family = cli.prepare(flags, overrides)
+    config, splits, family = runs.prepare(flags, overrides)
     state = trainer.train(config, str(tmp_path), family, splits)
     assert int(state.step) == 20
     assert set(state.params) == {"generator", "discriminator"}

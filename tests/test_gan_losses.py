@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.objectives import gan_losses
+from jaxgen.losses import gan as gan_losses
 
 LOGITS = np.array([-30.0, -8.0, -1.5, 0.0, 0.7, 6.0, 30.0])
 

@@ -9,8 +9,8 @@ import pytest
 from jaxgen.config import ConfigError
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.autoencoder import Decoder, Encoder
-from jaxgen.objectives import likelihoods as lk
-from jaxgen.trainer import root_rng
+from jaxgen.losses import likelihoods as lk
+from jaxgen.rng import root_key_data
 from tests.helpers import ROOT
 
 
@@ -32,7 +32,7 @@ def test_kl_is_zero_for_the_prior_itself():
 
 def _family():
     from jaxgen.config import load
-    from jaxgen.objectives.vae import VAEFamily
+    from jaxgen.families.vae import VAEFamily
     config = load(f"{ROOT}/experiments/vae_digits.py", ["model.features=(8,16)", "model.hidden=32",
                                                          "model.latent_dim=4"])
     return VAEFamily(config, DataSpec((8, 8, 1), 10, 16))
@@ -69,7 +69,7 @@ def test_one_sample_iwae_is_the_elbo_on_a_vae():
     mean, log_variance = family.encode(params, x)
 
     def log_joint(z):
-        return family._log_likelihood(params, x, z, None) + lk.standard_normal_log_density(z)
+        return family.log_likelihood(params, x, z, None) + lk.standard_normal_log_density(z)
 
     one_sample = float(jnp.mean(lk.iwae_log_likelihood(log_joint, mean, log_variance,
                                                         jax.random.key(2), 1, 1)))
@@ -112,7 +112,7 @@ def test_module_and_family_shapes(decoder):
     chex.assert_shape(out, (5, 8, 8, channels))
     chex.assert_shape(lk.decoder_log_likelihood(x, out, decoder), (5,))
     state = family.init(jax.random.key(0), {"image": x, "label": jnp.zeros(5, jnp.int32)})
-    state = state.replace(rng=root_rng(0))
+    state = state.replace(rng=root_key_data(0))
     chex.assert_shape(family.sample(state, jax.random.key(1), 7), (7, 8, 8, 1))
 
 
@@ -130,7 +130,7 @@ def test_decoder_likelihoods_against_numpy():
 
 def test_family_rejects_unknown_decoder():
     from jaxgen.config import load
-    from jaxgen.objectives.vae import VAEFamily
+    from jaxgen.families.vae import VAEFamily
     config = load(f"{ROOT}/experiments/vae_digits.py", ["model.decoder=poisson"])
     with pytest.raises(ConfigError, match="model.decoder"):
         VAEFamily(config, DataSpec((8, 8, 1), 10, 16))

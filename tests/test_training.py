@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgen import cli, trainer
+from jaxgen import cli, runs, trainer
 from jaxgen.writers import read_metrics
 from tests.helpers import (ROOT, TINY, assert_kill_and_resume_match, env_with_devices,
                            final_state, run_cli, train_tiny)
@@ -29,7 +29,7 @@ def test_training_on_digits_lowers_the_test_neg_elbo(tmp_path):
                                                   "--config.train.num_steps=400",
                                                   "--config.eval.every_steps=400",
                                                   "--config.eval.num_examples=0"])
-    config, splits, family = cli.prepare(flags, overrides)
+    config, splits, family = runs.prepare(flags, overrides)
     before = trainer.Trainer(config, family, splits)
     initial = before.evaluate(before.init_state())["neg_elbo"]
     state = trainer.train(config, str(tmp_path), family, splits)

@@ -12,29 +12,11 @@ from typing import Iterator
 
 import numpy as np
 
+from jaxgen.data.ranges import to_model_range
 from jaxgen.data.sources import Split
-
-VALUE_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 
 # Distinct stream ids so that shuffling and per-pixel noise never share random numbers.
 _SHUFFLE_STREAM, _NOISE_STREAM = 0, 1
-
-
-def to_model_range(pixels: np.ndarray, max_value: int, value_range: str,
-                   noise: np.ndarray | None = None, binarize: bool = False) -> np.ndarray:
-    """Integer pixels in 0..max_value -> float32 in the model's declared range.
-
-    With `noise` (uniform [0, 1), pixels' shape): binarize -> Bernoulli(pixels / max_value)
-    draws; otherwise uniform dequantisation (pixels + noise) / (max_value + 1).
-    """
-    if noise is None:
-        unit = pixels.astype(np.float32) / max_value
-    elif binarize:
-        unit = (noise < pixels.astype(np.float32) / max_value).astype(np.float32)
-    else:
-        unit = (pixels.astype(np.float32) + noise) / (max_value + 1)
-    low, high = VALUE_RANGES[value_range]
-    return unit * (high - low) + low
 
 
 class TrainStream:

@@ -1,8 +1,9 @@
-"""Sample-based metrics of a trained family against the test split.
+"""Sample-based metrics of a model against the test split.
 
-Samples are generated batch by batch (jit-compiled, split over the `data` axis of the
-mesh), passed through the extractor at once and dropped: only features [N, D] and
-predicted labels [N] stay on the host, never N images. The same metrics are computed
+The runner receives what it measures as a function that draws batch b of samples; it knows
+nothing of trainers or families. Samples are generated batch by batch (split over the `data`
+axis of the mesh), passed through the extractor at once and dropped: only features [N, D]
+and predicted labels [N] stay on the host, never N images. The same metrics are computed
 for held-out real images (training images) against the test split, the floor a model
 can reach at this sample count.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Callable
 
 import jax
 import ml_collections
@@ -20,9 +22,11 @@ from jaxgen import parallel
 from jaxgen.data.pipeline import eval_batches
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
-from jaxgen.eval.extractor import Extractor, load_classifier, to_unit_range
-from jaxgen.state import TrainState
-from jaxgen.trainer import Trainer, purpose_rng
+from jaxgen.eval.extractor import Extractor
+
+# (b, labels int32 [B] batch-sharded) -> batch b of samples [B, H, W, C] in [0, 1],
+# batch-sharded; labels are ignored by an unconditional model.
+BatchSampler = Callable[[int, jax.Array], jax.Array]
 
 log = logging.getLogger("jaxgen")
 
@@ -60,37 +64,18 @@ def _collect(parts, extractors: dict[str, Extractor], images: jax.Array) -> None
     parts["label"].append(np.asarray(parallel.fetch(extractors["classes"].apply(images)["label"])))
 
 
-def label_classes(family) -> int:
-    """How many classes the family's sampler takes labels for (0: unconditional)."""
-    return getattr(family, "sampling_classes", getattr(family, "num_classes", 0))
-
-
-def generated_features(trainer: Trainer, state: TrainState, extractors: dict[str, Extractor],
-                       num: int, batch_size: int) -> dict[str, np.ndarray]:
-    """{"features": [num, D], "label": [num], "requested": [num]} of num samples.
-
-    Batch b draws from fold_in(the run's "sample" key, 1_000_000 + b), so the numbers
-    depend on the seed and batch size, never on the number of devices.
-    """
-    family, mesh = trainer.family, trainer.mesh
-    num_classes = label_classes(family)
-    data, repl = parallel.batch_sharded(mesh), parallel.replicated(mesh)
-
-    def sample(state, key_data, labels):
-        images = family.sample(state, jax.random.wrap_key_data(key_data), batch_size,
-                               labels if num_classes else None)
-        return to_unit_range(images, family.value_range)
-
-    sample_fn = jax.jit(sample, in_shardings=(repl, repl, data), out_shardings=data)
-    root = jax.random.wrap_key_data(state.rng)
+def generated_features(sample_batch: BatchSampler, extractors: dict[str, Extractor], num: int,
+                       batch_size: int, num_classes: int) -> dict[str, np.ndarray]:
+    """{"features": [num, D], "label": [num], "requested": [num]} of num samples, asking
+    for the classes 0, 1, ..., num_classes - 1, 0, ... in turn (num_classes 0: all 0)."""
+    mesh = parallel.make_mesh()
     parts: dict[str, list] = {"features": [], "label": [], "requested": []}
     rows = parallel.process_rows(batch_size)
     for b in range(-(-num // batch_size)):
         requested = (np.arange(b * batch_size, (b + 1) * batch_size)
                      % max(num_classes, 1)).astype(np.int32)
         labels = parallel.to_global({"label": requested[rows]}, mesh)["label"]
-        key = jax.random.key_data(purpose_rng(root, "sample", 1_000_000 + b))
-        _collect(parts, extractors, sample_fn(state, key, labels))
+        _collect(parts, extractors, sample_batch(b, labels))
         parts["requested"].append(requested)
     return {k: np.concatenate(v)[:num] for k, v in parts.items()}
 
@@ -111,40 +96,33 @@ def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray],
     return out
 
 
-def load_extractors(config: ml_collections.ConfigDict,
-                    splits: dict[str, Split]) -> dict[str, Extractor]:
-    """{"classes": the dataset classifier, "features": the FID feature extractor}."""
-    classifier = load_classifier(config, splits)
-    if config.eval.extractor == "classifier":
-        return {"classes": classifier, "features": classifier}
-    from jaxgen.eval.inception import load_inception
-    return {"classes": classifier, "features": load_inception(config.eval.inception_weights)}
-
-
-def sample_metrics(trainer: Trainer, state: TrainState, splits: dict[str, Split],
-                   num_samples: int, real: bool = True) -> dict:
+def sample_metrics(sample_batch: BatchSampler, num_classes: int,
+                   extractors: dict[str, Extractor], splits: dict[str, Split],
+                   eval_config: ml_collections.ConfigDict, seed: int, num_samples: int,
+                   real: bool = True) -> dict:
     """{"model": metrics of num_samples samples, "real": the same for as many held-out
-    real images (unless real=False), "extractor": what measured them}."""
-    config = trainer.config
-    extractors = load_extractors(config, splits)
-    batch = config.eval.sample_batch_size
-    reference = real_features(extractors, splits["test"], config.eval.batch_size)
-    num_classes = splits["test"].num_classes
+    real images (unless real=False), "extractor": what measured them}.
+
+    num_classes: classes the sampler takes labels for (0: unconditional); a conditional
+    model also gets conditional accuracy."""
+    batch = eval_config.sample_batch_size
+    reference = real_features(extractors, splits["test"], eval_config.batch_size)
+    data_classes = splits["test"].num_classes
     log.info("generating %d samples in batches of %d", num_samples, batch)
-    generated = generated_features(trainer, state, extractors, num_samples, batch)
-    conditional = label_classes(trainer.family) > 0
-    out = {"model": compare(generated, reference, num_classes, config.eval, config.seed,
+    generated = generated_features(sample_batch, extractors, num_samples, batch, num_classes)
+    conditional = num_classes > 0
+    out = {"model": compare(generated, reference, data_classes, eval_config, seed,
                             generated["requested"] if conditional else None)}
     if not real:
         return out
     # Held-out real images: a fixed random subset of the training split.
     train = splits["train"]
-    order = np.random.default_rng(config.seed).permutation(len(train))[:num_samples]
+    order = np.random.default_rng(seed).permutation(len(train))[:num_samples]
     held_out = Split(train.images[order], train.labels[order], train.max_value, train.num_classes)
-    held_out_features = real_features(extractors, held_out, config.eval.batch_size)
+    held_out_features = real_features(extractors, held_out, eval_config.batch_size)
     return {
         **out,
-        "real": compare(held_out_features, reference, num_classes, config.eval, config.seed,
+        "real": compare(held_out_features, reference, data_classes, eval_config, seed,
                         held_out_features["true_label"] if conditional else None),
         "num_samples": num_samples,
         "num_real": len(held_out_features["label"]),

@@ -14,10 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
-    """x: [B, H, W, C] -> [B, factor*H, factor*W, C]."""
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+from jaxgen.models.layers import upsample_nearest
 
 
 def append_label_planes(x: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:

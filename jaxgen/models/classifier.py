@@ -7,6 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.models.layers import timestep_embedding
+
 
 class ConvClassifier(nn.Module):
     """images [B, H, W, C] (timesteps t int [B] if time_conditioned) ->
@@ -29,7 +31,6 @@ class ConvClassifier(nn.Module):
         chex.assert_rank(images, 4)
         emb = None
         if self.time_conditioned:
-            from jaxgen.models.unet import timestep_embedding
             chex.assert_shape(t, (images.shape[0],))
             emb = nn.silu(nn.Dense(128)(timestep_embedding(t, 64)))
         h = images

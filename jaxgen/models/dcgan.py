@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models.autoencoder import upsample_nearest
+from jaxgen.models.layers import upsample_nearest
 
 SPECTRAL_STATS = "spectral_stats"
 

@@ -16,17 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models.autoencoder import upsample_nearest
-
-
-def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
-    """Transformer sinusoids of the timestep (Vaswani et al. 2017; Ho et al. 2020):
-    t [B] -> [B, dim], sin in the first half, cos in the second."""
-    half = dim // 2
-    frequencies = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32)
-                          / max(half - 1, 1))
-    angles = t.astype(jnp.float32)[:, None] * frequencies[None, :]
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+from jaxgen.models.layers import timestep_embedding, upsample_nearest
 
 
 class ResBlock(nn.Module):

@@ -1,0 +1,179 @@
+"""The family contract: what the trainer, the evaluator and the CLIs may ask of a family.
+
+Required of every family (`Family`): `value_range`, `num_classes`, `curve_metrics`,
+`ema_keys`, and the pure, jit-compatible `init`, `train_step`, `eval_step`. Everything else
+is an optional capability, a runtime-checkable protocol below; callers ask
+`isinstance(family, LatentModel)`, never `hasattr(family, "encode")`.
+
+Batches: "image" [B, H, W, C] in `value_range` ("unit" [0, 1] or "symmetric" [-1, 1]),
+"label" int32 [B]; evaluation batches add "mask" float32 [B] (0 on padding rows).
+
+`FamilyBase` gives the defaults and the helpers families share (the initial train state,
+labels, bits/dim); a family outside jaxgen may subclass it or implement the protocol itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgen import rng as rng_lib
+from jaxgen.state import TrainState, averaged_params
+
+Batch = Mapping[str, jax.Array]
+Metrics = Mapping[str, jax.Array]
+
+
+@runtime_checkable
+class Family(Protocol):
+    value_range: str  # "unit" | "symmetric"
+    num_classes: int  # classes the networks are conditioned on; 0: unconditional
+    curve_metrics: tuple[str, ...]  # training metrics worth a plot (loss_curves.png)
+    ema_keys: tuple[str, ...] | None  # top-level params the EMA averages; None: all
+
+    def init(self, rng: jax.Array, batch: Batch) -> TrainState:
+        """A new state (step and rng are set by `initial_state`)."""
+
+    def train_step(self, state: TrainState, batch: Batch,
+                   rng: jax.Array) -> tuple[TrainState, Metrics]:
+        """One update; metrics are scalars."""
+
+    def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics:
+        """Cheap per-example metrics, each [B], logged at every eval step of training; the
+        trainer takes masked means."""
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """A family that draws images."""
+    sampling_classes: int  # classes samples can be asked for (0: labels are ignored)
+
+    def sample(self, state: TrainState, rng: jax.Array, num: int,
+               labels: jax.Array | None = None) -> jax.Array:
+        """num images [num, H, W, C] in value_range; labels int32 [num] or None (then a
+        conditional sampler cycles through the classes)."""
+
+
+@runtime_checkable
+class LikelihoodModel(Protocol):
+    """A family with a likelihood bound worth the cost of `jaxgen.evaluate` (IWAE, the
+    diffusion bound): per-example metrics [B] in nats and bits/dim."""
+
+    def likelihood_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics: ...
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """An encoder and a decoder: interpolation, attribute arithmetic, reconstruction error."""
+    latent_dim: int
+
+    def encode(self, params: Any, images: jax.Array, labels: jax.Array | None = None) -> Any:
+        """images [B, H, W, C] -> code [B, L], or (mean [B, L], log-variance [B, L])."""
+
+    def decode(self, params: Any, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        """z [B, L] -> images [B, H, W, C] in value_range."""
+
+
+@runtime_checkable
+class LatentGenerator(Protocol):
+    """A prior over z and a map z -> image without an encoder (a GAN)."""
+
+    def latents(self, rng: jax.Array, num: int) -> jax.Array:
+        """z [num, L] from the prior."""
+
+    def from_latents(self, state: TrainState, z: jax.Array,
+                     labels: jax.Array | None = None) -> jax.Array:
+        """images [B, H, W, C] of the sampling parameters."""
+
+
+@runtime_checkable
+class NoisingProcess(Protocol):
+    """A forward noising process and a reverse sampler whose path can be shown (diffusion)."""
+
+    def trajectory(self, state: TrainState, rng: jax.Array, num: int, labels=None,
+                   keep: int = 0, **sampler_settings) -> tuple[jax.Array, jax.Array]:
+        """(x_0 [num, ...], `keep` snapshots [keep, num, ...] from x_T on) in the process's
+        space."""
+
+    def forward_strip(self, x0: jax.Array, rng: jax.Array, num_points: int) -> jax.Array:
+        """One image [H, W, C] noised at evenly spaced t: [num_points, H, W, C]."""
+
+    def to_images(self, x: jax.Array) -> jax.Array:
+        """The process's space -> images in value_range."""
+
+
+class FamilyBase:
+    """Defaults of the contract's attributes and the helpers families share."""
+
+    value_range = "unit"
+    num_classes = 0
+    curve_metrics: tuple[str, ...] = ("loss",)
+    ema_keys: tuple[str, ...] | None = None
+
+    @property
+    def sampling_classes(self) -> int:
+        return self.num_classes
+
+    def labels(self, batch: Batch) -> jax.Array | None:
+        """The batch's labels when the networks are conditioned on them, else None."""
+        return batch["label"] if self.num_classes else None
+
+    def cycled_labels(self, num: int, labels: jax.Array | None = None) -> jax.Array | None:
+        """labels, or 0, 1, ..., K-1, 0, ... for a conditional sampler given none."""
+        if labels is None and self.sampling_classes:
+            return jnp.arange(num) % self.sampling_classes
+        return labels
+
+
+def new_state(params: Any, optimizer: optax.GradientTransformation | Mapping[str, Any],
+              model_state: Any = None) -> TrainState:
+    """A step-0 state; optimizer is one optax transformation, or {name: transformation} for
+    a family whose params are {name: network params} (a GAN)."""
+    if isinstance(optimizer, Mapping):
+        opt_state = {name: opt.init(params[name]) for name, opt in optimizer.items()}
+    else:
+        opt_state = optimizer.init(params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                      rng=jnp.zeros((2,), jnp.uint32), model_state=model_state)
+
+
+def initial_state(family: Family, root_key_data: jax.Array, batch: Batch,
+                  ema: bool) -> TrainState:
+    """The run's step-0 state: the family's init under the run's "init" key, the root key
+    stored for every later draw, the EMA started at the averaged parameters. Pure."""
+    state = family.init(rng_lib.purpose_key(rng_lib.as_key(root_key_data), "init"), batch)
+    state = state.replace(step=jnp.zeros((), jnp.int32), rng=root_key_data)
+    if ema:
+        state = state.replace(ema_params=averaged_params(state.params, family.ema_keys))
+    return state
+
+
+def bits_per_dim(nats: jax.Array, num_dims: int, offset: float = 0.0) -> jax.Array:
+    """(nats + offset) / (D log 2): a per-example bound over D dimensions in bits/dim; offset
+    is D log(levels) for a density on dequantised pixels (Theis et al. 2016)."""
+    return (nats + offset) * (1.0 / (num_dims * math.log(2.0)))
+
+
+def missing_members(family: Any) -> list[str]:
+    """The contract's required members `family` lacks (an empty list for a valid family)."""
+    required = ("value_range", "num_classes", "curve_metrics", "ema_keys", "init",
+                "train_step", "eval_step")
+    return [name for name in required if not hasattr(family, name)]
+
+
+def example_batch(image_shape: tuple[int, ...], size: int = 1) -> dict[str, jax.Array]:
+    """Zeros of a batch's shapes: what init needs to trace parameter shapes."""
+    return {"image": jnp.zeros((size, *image_shape), jnp.float32),
+            "label": jnp.zeros((size,), jnp.int32)}
+
+
+def abstract_state(family: Family, seed: int, batch: Batch, ema: bool, sharding) -> Any:
+    """The shapes and dtypes of the run's state, placed by `sharding`: a restore target."""
+    shapes = jax.eval_shape(lambda b: initial_state(family, rng_lib.root_key_data(seed), b, ema),
+                            batch)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        shapes)

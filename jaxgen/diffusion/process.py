@@ -1,0 +1,133 @@
+"""The Gaussian diffusion process of Ho et al. (2020): q(x_t | x_0), the posterior
+q(x_{t-1} | x_t, x_0), the three parameterisations of the denoiser's output, and the
+variational bound.
+
+Timesteps are indices i = t - 1 in 0..T-1 throughout (the network sees i). A denoiser is a
+function (x_t, index [B]) -> the network's output (eps, x0 or v, by `prediction`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxgen.diffusion.schedules import Schedule
+from jaxgen.losses.likelihoods import discretized_gaussian_log_likelihood, normal_kl
+
+PREDICTIONS = ("eps", "x0", "v")
+
+Denoiser = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def gather(values: jax.Array, index: jax.Array, ndim: int = 4) -> jax.Array:
+    """values [T] at index [B] -> [B, 1, 1, 1] for broadcasting over images."""
+    return values[index].reshape((-1,) + (1,) * (ndim - 1))
+
+
+def _sum_per_example(x: jax.Array) -> jax.Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianProcess:
+    """schedule: the noise schedule; prediction: what the denoiser outputs (eps | x0 | v)."""
+    schedule: Schedule
+    prediction: str = "eps"
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.schedule.num_steps
+
+    def q_sample(self, x0, index, noise):
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps: q(x_t | x_0) (Ho et al. 2020, eq. 4)."""
+        abar = gather(self.schedule.alpha_bar, index)
+        return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
+
+    def target(self, x0, noise, index):
+        """What the network regresses: eps, x0, or v = sqrt(abar) eps - sqrt(1 - abar) x0
+        (Salimans & Ho 2022)."""
+        if self.prediction == "eps":
+            return noise
+        if self.prediction == "x0":
+            return x0
+        abar = gather(self.schedule.alpha_bar, index)
+        return jnp.sqrt(abar) * noise - jnp.sqrt(1.0 - abar) * x0
+
+    def to_eps_x0(self, output, x_t, index):
+        """The network's output -> (eps, x0) at x_t: the inverse of `target`."""
+        abar = gather(self.schedule.alpha_bar, index)
+        a, b = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+        if self.prediction == "eps":
+            return output, (x_t - b * output) / a
+        if self.prediction == "x0":
+            return (x_t - a * output) / b, output
+        return b * x_t + a * output, a * x_t - b * output
+
+    def x0_from_eps(self, x_t, eps, index):
+        abar = gather(self.schedule.alpha_bar, index)
+        return (x_t - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
+
+    def posterior_mean(self, x0, x_t, index):
+        """Mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
+        s = self.schedule
+        beta, abar = gather(s.betas, index), gather(s.alpha_bar, index)
+        abar_prev, alpha = gather(s.alpha_bar_prev, index), gather(s.alphas, index)
+        return (beta * jnp.sqrt(abar_prev) / (1.0 - abar)) * x0 + (
+            (1.0 - abar_prev) * jnp.sqrt(alpha) / (1.0 - abar)) * x_t
+
+    def model_log_variance(self, index):
+        """log of p's variance beta~_t ("fixed small"; at t = 1 that of t = 2, as beta~_1 = 0)."""
+        variance = self.schedule.posterior_variance
+        return jnp.log(jnp.concatenate([variance[1:2], variance[1:]]))[index]
+
+    # The variational bound (Ho et al. 2020, eq. 5).
+
+    def bound_term(self, denoise: Denoiser, x0, index, noise, num_levels: int,
+                   clip_x0: bool = True):
+        """L_{t-1} for the timesteps `index` [B] (L_0, the discrete decoder over num_levels
+        grey levels, at index 0): [B]."""
+        x_t = self.q_sample(x0, index, noise)
+        _, x0_hat = self.to_eps_x0(denoise(x_t, index), x_t, index)
+        x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if clip_x0 else x0_hat
+        model_mean = self.posterior_mean(x0_hat, x_t, index)
+        model_log_var = gather(self.model_log_variance(jnp.arange(self.num_timesteps)), index)
+        true_log_var = jnp.log(jnp.maximum(gather(self.schedule.posterior_variance, index),
+                                           1e-20))
+        kl = normal_kl(self.posterior_mean(x0, x_t, index), true_log_var, model_mean,
+                       model_log_var)
+        decoder_nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var,
+                                                           num_levels)
+        return _sum_per_example(jnp.where(index.reshape(-1, 1, 1, 1) == 0, decoder_nll, kl))
+
+    def prior_term(self, x0):
+        """L_T = KL(q(x_T | x_0) || N(0, I)): [B]."""
+        abar = self.schedule.alpha_bar[-1]
+        return _sum_per_example(normal_kl(jnp.sqrt(abar) * x0, jnp.log(1.0 - abar), 0.0, 0.0))
+
+    def variational_bound(self, denoise: Denoiser, x0, rng, num_levels: int,
+                          num_terms: int = 0, clip_x0: bool = True):
+        """-log p(x0) <= L_T + sum_t L_{t-1}, nats [B]. With num_terms = K > 0 the sum is
+        estimated without bias from K stratified timesteps (one per block of T/K)."""
+        T = self.num_timesteps
+        K = num_terms or T
+        offset_rng, noise_rng = jax.random.split(rng)
+        offset = jax.random.randint(offset_rng, (x0.shape[0],), 0, T // K) if K < T else (
+            jnp.zeros((x0.shape[0],), jnp.int32))
+
+        def step(total, k):
+            index = offset + k * (T // K)
+            noise = jax.random.normal(jax.random.fold_in(noise_rng, k), x0.shape, x0.dtype)
+            return total + self.bound_term(denoise, x0, index, noise, num_levels,
+                                           clip_x0), None
+
+        total, _ = jax.lax.scan(step, jnp.zeros((x0.shape[0],)), jnp.arange(K))
+        return self.prior_term(x0) + total * (T / K)
+
+    def forward_strip(self, x0, rng, num_points: int = 8):
+        """x0 [H, W, C] noised at evenly spaced t -> [num_points, H, W, C]."""
+        index = jnp.linspace(0, self.num_timesteps - 1, num_points).round().astype(jnp.int32)
+        noise = jax.random.normal(rng, (num_points,) + x0.shape)
+        return self.q_sample(jnp.broadcast_to(x0, noise.shape), index, noise)

@@ -1,0 +1,245 @@
+"""Denoising diffusion (Ho et al. 2020) with the cosine schedule (Nichol & Dhariwal 2021),
+epsilon / x0 / v prediction, DDPM and DDIM sampling, classifier-free and classifier guidance.
+
+The family is the network and its settings; the process, the bound and the samplers are the
+library's (`jaxgen.diffusion`). Images are in [-1, 1]; `latent_diffusion` runs the same family
+on an autoencoder's codes through the four space hooks below.
+"""
+
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxgen import config as config_lib
+from jaxgen.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, ConfigError, Key
+from jaxgen.contract import FamilyBase, bits_per_dim, new_state
+from jaxgen.data.ranges import clip_to_range
+from jaxgen.data.sources import DataSpec
+from jaxgen.diffusion import samplers, schedules
+from jaxgen.diffusion.process import PREDICTIONS, GaussianProcess
+from jaxgen.families import trained
+from jaxgen.models.unet import UNet
+from jaxgen.state import TrainState, apply_gradients, make_optimizer
+
+KEYS = {
+    "data.binarize": Key(False, "diffusion models grey levels, never binary draws"),
+    "data.dequantize": Key(False, "the bound's decoder is discrete: pixels stay on their grid"),
+    "train.ema_decay": Key(0.9999, "EMA of the denoiser, used for sampling and evaluation"),
+    "train.learning_rate": Key(2e-4, "Adam's learning rate", check=POSITIVE),
+    "train.grad_clip_norm": Key(1.0, "global-norm clipping (0: off)", check=NON_NEGATIVE),
+    "model.channels": Key(128, "width of the UNet's first stage", check=POSITIVE),
+    "model.channel_mults": Key((1, 2, 2, 2), "width multiplier per resolution",
+                               check=POSITIVE_ENTRIES),
+    "model.num_res_blocks": Key(2, "residual blocks per resolution", check=POSITIVE),
+    "model.attention_resolutions": Key((16,), "side lengths with self-attention"),
+    "model.dropout": Key(0.1, "dropout in the residual blocks", check=FRACTION),
+    "model.num_groups": Key(32, "GroupNorm groups (divides model.channels)", check=POSITIVE),
+    "model.schedule": Key("cosine", "noise schedule", choices=schedules.SCHEDULES),
+    "model.num_timesteps": Key(1000, "T, the number of diffusion steps", check=POSITIVE),
+    "model.prediction": Key("eps", "what the network predicts", choices=PREDICTIONS),
+    "model.conditional": Key(False, "condition on the class label"),
+    "model.label_dropout": Key(0.0, "> 0: classifier-free guidance training (null label)",
+                               check=FRACTION),
+    "sample.sampler": Key("ddim", "reverse process", choices=tuple(samplers.SAMPLERS)),
+    "sample.steps": Key(50, "DDIM steps (DDPM takes all T)", check=POSITIVE),
+    "sample.eta": Key(0.0, "DDIM noise: 0 deterministic, 1 DDPM's variance", check=NON_NEGATIVE),
+    "sample.guidance_scale": Key(0.0, "classifier-free guidance w", check=NON_NEGATIVE),
+    "sample.classifier_workdir": Key("", "a trained noisy_classifier run: classifier guidance"),
+    "sample.classifier_scale": Key(0.0, "classifier guidance scale s", check=NON_NEGATIVE),
+    "eval.vlb_timesteps": Key(0, "0: the bound's full sum over T; K: stratified estimate "
+                                 "from K steps", check=NON_NEGATIVE),
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return config_lib.from_keys("diffusion", KEYS)
+
+
+class DiffusionFamily(FamilyBase):
+    """Keys: `KEYS` (python -m jaxgen.keys diffusion)."""
+
+    keys = KEYS
+    value_range = "symmetric"
+    clip_x0 = True  # pixels live in [-1, 1]; predicted x0 is clipped there when sampling
+
+    def __init__(self, config: ml_collections.ConfigDict, data: DataSpec):
+        config_lib.check_keys(config, self.keys)
+        m, s = config.model, config.sample
+        if not 1 <= s.steps <= m.num_timesteps:
+            raise ConfigError(f"sample.steps must be in 1..{m.num_timesteps}, got {s.steps}")
+        if s.guidance_scale and not (m.conditional and m.label_dropout > 0):
+            raise ConfigError("sample.guidance_scale needs a model trained with "
+                              "model.conditional=True and model.label_dropout > 0")
+        vlb = config.eval.vlb_timesteps
+        if vlb and m.num_timesteps % vlb:
+            raise ConfigError(f"eval.vlb_timesteps={vlb} must be 0 or divide "
+                              f"model.num_timesteps={m.num_timesteps}")
+        if m.channels % m.num_groups:
+            raise ConfigError(f"model.channels={m.channels} is not divisible by "
+                              f"model.num_groups={m.num_groups}")
+        self.config = config
+        self.data = data
+        self.process = GaussianProcess(schedules.make_schedule(m.schedule, m.num_timesteps),
+                                       m.prediction)
+        self.schedule = self.process.schedule
+        self.num_timesteps = m.num_timesteps
+        self.num_classes = data.num_classes if m.conditional else 0
+        self.label_dropout = m.label_dropout
+        self.model = UNet(out_channels=self.space_shape(data)[-1], channels=m.channels,
+                          channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
+                          attention_resolutions=tuple(m.attention_resolutions),
+                          dropout=m.dropout, num_classes=self.num_classes,
+                          num_groups=m.num_groups)
+        self.optimizer = make_optimizer(config.train)
+        self.num_dims = math.prod(data.image_shape)
+        self.num_levels = data.max_value + 1
+        self.guidance_classifier = None
+        if s.classifier_scale:
+            self.guidance_classifier = self._load_classifier(s.classifier_workdir)
+
+    def _load_classifier(self, workdir: str):
+        run = trained.load(workdir, "sample.classifier_workdir")
+        if not getattr(run.family, "time_conditioned", False):
+            raise ConfigError(f"sample.classifier_workdir: '{workdir}' holds a "
+                              f"{run.config.family}, not a noisy_classifier")
+        mine = (self.config.model.schedule, self.num_timesteps)
+        theirs = (run.config.model.schedule, run.config.model.num_timesteps)
+        if theirs != mine:
+            raise ConfigError(f"sample.classifier_workdir: the classifier was trained on the "
+                              f"{theirs[0]} schedule with T={theirs[1]}, this model uses "
+                              f"{mine[0]} with T={mine[1]}")
+        return run.family, run.state.params_for_sampling()
+
+    @property
+    def sampling_classes(self) -> int:
+        """Classes samples can be asked for: by conditioning or by a guidance classifier."""
+        return self.data.num_classes if (self.num_classes or self.guidance_classifier) else 0
+
+    # Where the process runs: pixels here; latent diffusion overrides these three.
+
+    def space_shape(self, data: DataSpec) -> tuple[int, ...]:
+        """Shape of one x0 of the process."""
+        return tuple(data.image_shape)
+
+    def to_space(self, images):
+        """Images of a batch [B, H, W, C] -> x0 of the process."""
+        return images
+
+    def to_images(self, x0):
+        """x0 of the process -> images [B, H, W, C] in value_range."""
+        return clip_to_range(x0, self.value_range)
+
+    def apply(self, params, x_t, index, labels=None, train=False, rng=None):
+        """The UNet's output at x_t [B, ...], index [B]."""
+        return self.model.apply({"params": params}, x_t, index, labels, train=train,
+                                rngs={"dropout": rng} if train else None)
+
+    # The contract.
+
+    def init(self, rng, batch) -> TrainState:
+        x = self.to_space(batch["image"])
+        index = jnp.zeros((x.shape[0],), jnp.int32)
+        return new_state(self.model.init(rng, x, index, self.labels(batch))["params"],
+                         self.optimizer)
+
+    def per_example_loss(self, params, batch, rng, train: bool):
+        """The simple loss (Ho et al. 2020, eq. 14): mean squared error of the prediction at
+        a uniform timestep, per example [B]."""
+        x0 = self.to_space(batch["image"])
+        chex.assert_rank(x0, 4)
+        t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
+        index = jax.random.randint(t_rng, (x0.shape[0],), 0, self.num_timesteps)
+        noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
+        labels = self.labels(batch)
+        if labels is not None and train and self.label_dropout > 0:
+            # Classifier-free guidance (Ho & Salimans 2022): the null label num_classes
+            # replaces the label with probability p, so one network learns both models.
+            drop = jax.random.bernoulli(label_rng, self.label_dropout, labels.shape)
+            labels = jnp.where(drop, self.num_classes, labels)
+        output = self.apply(params, self.process.q_sample(x0, index, noise), index, labels,
+                            train, drop_rng)
+        error = jnp.square(output - self.process.target(x0, noise, index))
+        return jnp.mean(error.reshape(error.shape[0], -1), axis=-1)
+
+    def train_step(self, state: TrainState, batch, rng):
+        def loss_fn(params):
+            return jnp.mean(self.per_example_loss(params, batch, rng, train=True))
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return (apply_gradients(state, grads, self.optimizer),
+                {"loss": loss, "grad_norm": optax.global_norm(grads)})
+
+    def eval_step(self, state: TrainState, batch, rng):
+        return {"loss": self.per_example_loss(state.params_for_sampling(), batch, rng, False)}
+
+    def likelihood_step(self, state: TrainState, batch, rng):
+        """eval_step plus the variational bound in nats and bits/dim."""
+        params = state.params_for_sampling()
+        loss_rng, vlb_rng = jax.random.split(rng)
+        nats = self.variational_bound(params, batch["image"], self.labels(batch), vlb_rng)
+        return {"loss": self.per_example_loss(params, batch, loss_rng, False), "vlb": nats,
+                "vlb_bits_per_dim": bits_per_dim(nats, self.num_dims)}
+
+    def variational_bound(self, params, x0, labels, rng):
+        """-log p(x0) in nats [B], from eval.vlb_timesteps terms (0: all T)."""
+        return self.process.variational_bound(
+            lambda x_t, index: self.apply(params, x_t, index, labels), x0, rng,
+            self.num_levels, self.config.eval.vlb_timesteps, self.clip_x0)
+
+    # Sampling.
+
+    def eps_x0_fn(self, params, labels, guidance_scale: float) -> samplers.EpsX0:
+        """The denoiser as (x_t, index) -> (eps, x0), with the configured guidance."""
+        if guidance_scale:
+            eps_x0 = samplers.classifier_free(
+                self.process, lambda x, i, y: self.apply(params, x, i, y), labels,
+                self.num_classes, guidance_scale)
+        else:
+            eps_x0 = samplers.unguided(self.process,
+                                       lambda x, i: self.apply(params, x, i, labels))
+        if self.guidance_classifier is not None:
+            classifier, classifier_params = self.guidance_classifier
+
+            def log_prob_gradient(x_t, index):
+                def log_prob(x):
+                    logits = classifier.logits(classifier_params, x, index)
+                    return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits),
+                                                       labels[:, None], 1))
+                return jax.grad(log_prob)(x_t)
+
+            eps_x0 = samplers.classifier_guided(self.process, eps_x0, log_prob_gradient,
+                                                self.config.sample.classifier_scale)
+        return eps_x0
+
+    def trajectory(self, state: TrainState, rng, num: int, labels=None, keep: int = 0,
+                   sampler: str | None = None, steps: int | None = None,
+                   eta: float | None = None, guidance_scale: float | None = None,
+                   x_T=None):
+        """The reverse process in one lax.scan: (x_0 [num, ...] in the process's space, `keep`
+        snapshots [keep, num, ...] along the way, x_T first). Settings default to
+        config.sample."""
+        s = self.config.sample
+        labels = self.cycled_labels(num, labels)
+        start_rng, loop_rng = jax.random.split(rng)
+        shape = (num,) + self.space_shape(self.data)
+        x = jax.random.normal(start_rng, shape) if x_T is None else x_T
+        eps_x0 = self.eps_x0_fn(state.params_for_sampling(), labels,
+                                s.guidance_scale if guidance_scale is None else guidance_scale)
+        return samplers.run(self.process, eps_x0, sampler or s.sampler,
+                            s.steps if steps is None else steps, s.eta if eta is None else eta,
+                            x, loop_rng, keep, self.clip_x0)
+
+    def sample(self, state: TrainState, rng, num: int, labels=None):
+        """num images [num, H, W, C] in value_range by the configured sampler (EMA params)."""
+        x, _ = self.trajectory(state, rng, num, labels)
+        return self.to_images(x)
+
+    def forward_strip(self, x0, rng, num_points: int = 8):
+        """x0 [H, W, C] noised at evenly spaced t -> [num_points, H, W, C]."""
+        return self.process.forward_strip(x0, rng, num_points)

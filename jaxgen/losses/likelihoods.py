@@ -1,0 +1,126 @@
+"""Log-densities, the Gaussian KL, the discretised Gaussian decoder and the importance-
+weighted bound, per example in nats.
+
+Shapes: x [B, H, W, C]; decoder outputs [B, H, W, C] (or [B, H, W, 2C] for a learned
+variance); latents [B, L]. Per-example results are [B]; elementwise ones keep their shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+DECODERS = ("bernoulli", "gaussian_fixed", "gaussian_learned")
+
+# A learned per-pixel variance can shrink without bound on pixels that are always 0
+# (MNIST borders), sending the likelihood to infinity; floor it (Rybkin et al. 2021).
+MIN_LOG_VARIANCE = -6.0
+
+
+def _sum_pixels(x: jax.Array) -> jax.Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def gaussian_log_density(x: jax.Array, mean: jax.Array, log_variance: jax.Array) -> jax.Array:
+    """Elementwise log N(x; mean, exp(log_variance))."""
+    return -0.5 * (math.log(2 * math.pi) + log_variance
+                   + jnp.square(x - mean) * jnp.exp(-log_variance))
+
+
+def normal_kl(mean1, log_var1, mean2, log_var2):
+    """KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))), elementwise, nats:
+    0.5 (exp(lv1 - lv2) + (m1 - m2)^2 exp(-lv2) - 1 - lv1 + lv2)."""
+    return 0.5 * (jnp.exp(log_var1 - log_var2) + jnp.square(mean1 - mean2) * jnp.exp(-log_var2)
+                  - 1.0 - log_var1 + log_var2)
+
+
+def kl_standard_normal(mean: jax.Array, log_variance: jax.Array) -> jax.Array:
+    """KL(N(mean, diag exp(log_variance)) || N(0, I)) (Kingma & Welling 2014, appendix B):
+    mean, log_variance [B, L] -> [B]."""
+    return jnp.sum(normal_kl(mean, log_variance, 0.0, 0.0), axis=-1)
+
+
+def _standard_normal_cdf(x):
+    return 0.5 * (1.0 + jax.lax.erf(x / math.sqrt(2.0)))
+
+
+def discretized_gaussian_log_likelihood(x, mean, log_scale, num_levels: int):
+    """log P(x) of pixels x in [-1, 1] on a grid of num_levels values, each bin
+    [x - 1/(L-1), x + 1/(L-1)] of N(mean, exp(log_scale)^2); the edge bins extend to
+    infinity (Ho et al. 2020, eq. 13). Elementwise."""
+    half_bin = 1.0 / (num_levels - 1)
+    inv_std = jnp.exp(-log_scale)
+    cdf_plus = _standard_normal_cdf(inv_std * (x - mean + half_bin))
+    cdf_minus = _standard_normal_cdf(inv_std * (x - mean - half_bin))
+    log_cdf_plus = jnp.log(jnp.maximum(cdf_plus, 1e-12))
+    log_one_minus_cdf_minus = jnp.log(jnp.maximum(1.0 - cdf_minus, 1e-12))
+    log_delta = jnp.log(jnp.maximum(cdf_plus - cdf_minus, 1e-12))
+    return jnp.where(x < -1.0 + 1e-3, log_cdf_plus,
+                     jnp.where(x > 1.0 - 1e-3, log_one_minus_cdf_minus, log_delta))
+
+
+def decoder_log_likelihood(x: jax.Array, output: jax.Array, decoder: str,
+                           fixed_log_variance: float = 0.0) -> jax.Array:
+    """log p(x | z) summed over pixels: [B]."""
+    if decoder == "bernoulli":
+        # x * logits - softplus(logits) is log Bernoulli(x; sigmoid(logits)) without overflow.
+        return _sum_pixels(x * output - jax.nn.softplus(output))
+    if decoder == "gaussian_fixed":
+        return _sum_pixels(gaussian_log_density(x, output, jnp.full_like(output,
+                                                                         fixed_log_variance)))
+    if decoder == "gaussian_learned":
+        mean, log_variance = split_learned(output)
+        return _sum_pixels(gaussian_log_density(x, mean, log_variance))
+    raise ValueError(f"unknown decoder '{decoder}'")
+
+
+def split_learned(output: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """[B, H, W, 2C] -> mean [B, H, W, C], floored log-variance [B, H, W, C]."""
+    mean, raw = jnp.split(output, 2, axis=-1)
+    return mean, MIN_LOG_VARIANCE + jax.nn.softplus(raw - MIN_LOG_VARIANCE)
+
+
+def decoder_mean(output: jax.Array, decoder: str) -> jax.Array:
+    """The mean image of p(x | z): what a picture of a sample shows."""
+    if decoder == "bernoulli":
+        return jax.nn.sigmoid(output)
+    if decoder == "gaussian_learned":
+        return split_learned(output)[0]
+    return output
+
+
+def decoder_channels(decoder: str, image_channels: int) -> int:
+    return 2 * image_channels if decoder == "gaussian_learned" else image_channels
+
+
+def iwae_log_likelihood(log_joint_fn, mean: jax.Array, log_variance: jax.Array, rng: jax.Array,
+                        num_samples: int, chunk: int) -> jax.Array:
+    """The importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k | x), z_k ~ q
+    (Burda et al. 2016), [B]. K = num_samples, drawn `chunk` at a time so memory stays
+    that of `chunk` decoder passes; K = 1 is the one-sample ELBO.
+
+    log_joint_fn: z [B, L] -> log p(x, z) [B].
+    """
+    if num_samples % chunk:
+        raise ValueError(f"IWAE samples {num_samples} not divisible by chunk {chunk}")
+    std = jnp.exp(0.5 * log_variance)
+
+    def log_weights(key):
+        eps = jax.random.normal(key, (chunk,) + mean.shape, mean.dtype)
+        z = mean + std * eps
+        log_q = jnp.sum(gaussian_log_density(z, mean, log_variance), axis=-1)
+        return jax.vmap(log_joint_fn)(z) - log_q  # [chunk, B]
+
+    def accumulate(running, key):
+        return jnp.logaddexp(running, jax.nn.logsumexp(log_weights(key), axis=0)), None
+
+    keys = jax.random.split(rng, num_samples // chunk)
+    total, _ = jax.lax.scan(accumulate, jnp.full(mean.shape[:1], -jnp.inf, mean.dtype), keys)
+    return total - math.log(num_samples)
+
+
+def standard_normal_log_density(z: jax.Array) -> jax.Array:
+    """z: [B, L] -> log N(z; 0, I): [B]."""
+    return jnp.sum(-0.5 * (math.log(2 * math.pi) + jnp.square(z)), axis=-1)

@@ -1,1 +1,0 @@
-"""One file per model family: its loss, steps and sampler, built from models and optax."""

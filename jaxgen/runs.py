@@ -1,0 +1,154 @@
+"""The wiring of the entry points: a config and its data become a family, a trainer, a
+restored state; the evaluator gets its extractors and the trainer its evaluation hooks.
+
+This module sits beside the CLIs, above families/, eval/ and the trainer, and is the only
+place that joins them: the evaluator never imports the trainer (it receives a sample
+function), the trainer never imports a family or the evaluator (it receives hooks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+import jax
+import ml_collections
+
+from jaxgen import cli, config as config_lib, parallel, trainer as trainer_lib
+from jaxgen import workdir as workdir_lib
+from jaxgen.contract import Sampler
+from jaxgen.data import sources
+from jaxgen.eval import extractor as extractor_lib, inception, runner
+from jaxgen.eval.extractor import Extractor
+from jaxgen.families import build, classifier, trained
+from jaxgen.state import TrainState
+
+log = logging.getLogger("jaxgen")
+
+
+def prepare_config(config: ml_collections.ConfigDict):
+    """(splits, family) of a config checked against the devices and the data; touches no
+    file."""
+    config_lib.validate(config, jax.device_count(), jax.process_count())
+    splits = sources.load(config.data.source, config.data.name, config.data.data_dir)
+    if config.train.batch_size > len(splits["train"]):
+        raise config_lib.ConfigError(f"train.batch_size={config.train.batch_size} exceeds the "
+                                     f"{len(splits['train'])} training examples")
+    if config.data.binarize and config.data.dequantize:
+        raise config_lib.ConfigError("data.binarize and data.dequantize exclude each other")
+    return splits, build(config, sources.DataSpec.of(splits["train"]))
+
+
+def prepare(flags: argparse.Namespace, overrides: list[str]):
+    """(config, splits, family) from the command line."""
+    config = cli.resolve_config(flags, overrides)
+    return (config, *prepare_config(config))
+
+
+def restore(flags: argparse.Namespace, overrides: list[str]):
+    """(config, splits, family, trainer, state) of the workdir's newest checkpoint."""
+    config, splits, family = prepare(flags, overrides)
+    run = trained.load(flags.workdir, config=config, splits=splits, family=family)
+    return config, splits, family, trainer_lib.Trainer(config, family, splits), run.state
+
+
+# The evaluation classifier: trained by the trainer on first use, cached for every run on
+# the dataset.
+
+# Part of the cache key beside the config: bump it whenever the classifier's code (model,
+# objective, training) changes what a given config trains, so no stale extractor is reused.
+CLASSIFIER_VERSION = 1
+WEIGHT_KEYS = ("family", "seed", "data", "model", "train")
+
+
+def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The extractor's training config: the run's dataset, nothing else of the run."""
+    c = classifier.default_config()
+    for key in ("source", "name", "data_dir"):
+        c.data[key] = config.data[key]
+    c.train.num_steps = config.eval.extractor_steps
+    # Its own seed, not the run's: every run on a dataset shares one extractor.
+    c.seed = 0
+    if jax.device_count() > c.train.batch_size:
+        c.train.batch_size = jax.device_count()
+    c.eval.batch_size = c.train.batch_size * 2
+    return c
+
+
+def classifier_directory(config: ml_collections.ConfigDict) -> str:
+    c = classifier_config(config)
+    # Only what decides the weights: a new eval.* or sample.* key in the base config must not
+    # send every user through a retraining of an identical classifier.
+    tree = c.to_dict()
+    dataset = "-".join(filter(None, (c.data.source, c.data.name)))
+    return extractor_lib.cache_directory(extractor_lib.cache_root(config), dataset,
+                                         {k: tree[k] for k in WEIGHT_KEYS}, CLASSIFIER_VERSION)
+
+
+def evaluation_classifier(config: ml_collections.ConfigDict,
+                          splits: dict[str, sources.Split]) -> Extractor:
+    """The dataset's classifier, trained (with the jaxgen trainer) on first use."""
+    c = classifier_config(config)
+    directory = classifier_directory(config)
+    family = classifier.ClassifierFamily(c, sources.DataSpec.of(splits["train"]))
+    record_path = os.path.join(directory, extractor_lib.RECORD_FILE)
+    with extractor_lib.exclusive(directory):
+        if not os.path.isfile(record_path):
+            if parallel.is_primary():  # the directory is an ordinary workdir
+                workdir_lib.write_config(directory, c)
+            log.info("training the evaluation classifier in %s (%d steps, cached afterwards)",
+                     directory, c.train.num_steps)
+            state = trainer_lib.train(c, directory, family, splits)
+            accuracy = trainer_lib.Trainer(c, family, splits).evaluate(state)["accuracy"]
+            if parallel.is_primary():
+                workdir_lib.write_json_atomic(record_path, {"test_accuracy": accuracy,
+                                                            "config": json.loads(c.to_json())})
+            if jax.process_count() > 1:  # the others read the record process 0 wrote
+                from jax.experimental import multihost_utils
+                multihost_utils.sync_global_devices("jaxgen extractor trained")
+        with open(record_path, encoding="utf-8") as f:
+            record = json.load(f)
+        try:
+            run = trained.load(directory, config=c, splits=splits, family=family)
+        except config_lib.ConfigError:
+            raise config_lib.ConfigError(
+                f"the evaluation classifier in {directory} has no readable checkpoint; "
+                "delete the directory to retrain it") from None
+    return extractor_lib.classifier_extractor(family.model, run.state.params,
+                                              float(record["test_accuracy"]), directory,
+                                              family.num_labels)
+
+
+def load_extractors(config: ml_collections.ConfigDict,
+                    splits: dict[str, sources.Split]) -> dict[str, Extractor]:
+    """{"classes": the dataset classifier, "features": the FID feature extractor}."""
+    classes = evaluation_classifier(config, splits)
+    if config.eval.extractor == "classifier":
+        return {"classes": classes, "features": classes}
+    return {"classes": classes,
+            "features": inception.load_inception(config.eval.inception_weights)}
+
+
+def sample_metrics(trainer: trainer_lib.Trainer, state: TrainState, num_samples: int,
+                   real: bool = True, extractors: dict[str, Extractor] | None = None) -> dict:
+    """The evaluator's sample metrics of a trained state (see `eval.runner.sample_metrics`)."""
+    config = trainer.config
+    extractors = extractors or load_extractors(config, trainer.splits)
+    return runner.sample_metrics(
+        trainer.batch_sampler(state, config.eval.sample_batch_size),
+        trainer.family.sampling_classes, extractors, trainer.splits, config.eval, config.seed,
+        num_samples, real)
+
+
+def eval_hooks(config: ml_collections.ConfigDict, family) -> list[trainer_lib.EvalHook]:
+    """What the trainer evaluates beside the family's eval_step: the sample metrics of
+    eval.track_samples samples (the same z at every eval step: curves over training)."""
+    if not (config.eval.track_samples and isinstance(family, Sampler)):
+        return []
+
+    def track(trainer: trainer_lib.Trainer, state: TrainState) -> dict[str, float]:
+        return sample_metrics(trainer, state, config.eval.track_samples, real=False)["model"]
+
+    return [track]

@@ -1,0 +1,154 @@
+"""The layer rule of BUILD_NOTES.md, checked on the source of every module, so that an import
+circle cannot come back; and the family contract as the registry enforces it."""
+
+import ast
+import importlib
+import pathlib
+
+import pytest
+
+from jaxgen import contract
+from jaxgen.config import ConfigError, load
+from jaxgen.data.sources import DataSpec
+from jaxgen.families import FAMILIES, build, family_module
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxgen"
+
+# Lowest first. A module may import its own layer and the layers below it, never above.
+CLI = {"jaxgen.cli", "jaxgen.runs", "jaxgen.train", "jaxgen.sample", "jaxgen.evaluate",
+       "jaxgen.sweep", "jaxgen.report", "jaxgen.keys"}
+TRAINER = {"jaxgen.trainer", "jaxgen.periodic"}
+
+
+def layer(module: str) -> str:
+    if module in CLI:
+        return "cli"
+    if module == "jaxgen.families" or module.startswith("jaxgen.families."):
+        return "families"
+    if module == "jaxgen.eval" or module.startswith("jaxgen.eval."):
+        return "eval"
+    if module in TRAINER:
+        return "trainer"
+    return "library"
+
+
+# What each layer may import besides itself and the library: eval and the trainer are
+# siblings that never see each other; families build on neither.
+ALLOWED = {
+    "library": {"library"},
+    "trainer": {"library", "trainer"},
+    "eval": {"library", "eval"},
+    "families": {"library", "families"},
+    "cli": {"library", "trainer", "eval", "families", "cli"},
+}
+
+
+def modules() -> dict[str, pathlib.Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts).removesuffix(".__init__")
+        found[name] = path
+    return found
+
+
+def imports(path: pathlib.Path, known: set[str]) -> set[str]:
+    """jaxgen modules `path` imports anywhere (inside functions too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        out |= {n for n in names if n in known}
+    return out
+
+
+def test_every_module_imports():
+    for name in modules():
+        importlib.import_module(name)
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    found = modules()
+    graph = {name: imports(path, set(found)) for name, path in found.items()}
+    violations = [f"{name} ({layer(name)}) imports {dep} ({layer(dep)})"
+                  for name, deps in sorted(graph.items()) for dep in sorted(deps)
+                  if layer(dep) not in ALLOWED[layer(name)]]
+    assert not violations, "\n".join(violations)
+
+
+def test_there_is_no_import_circle():
+    found = modules()
+    graph = {name: imports(path, set(found)) - {name} for name, path in found.items()}
+
+    def reachable(start):
+        seen, todo = set(), [start]
+        while todo:
+            for dep in graph[todo.pop()]:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    circles = sorted(name for name in graph if name in reachable(name))
+    assert not circles, circles
+
+
+def test_jaxgen_modules_are_imported_at_the_top_of_a_module():
+    """Imports of jaxgen inside functions hide the real dependency graph."""
+    found = modules()
+    hidden = []
+    for name, path in found.items():
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                hidden += [f"{name}.{function.name}" for node in ast.walk(function)
+                           if isinstance(node, (ast.Import, ast.ImportFrom))
+                           and imports_jaxgen(node)]
+    assert not hidden, hidden
+
+
+def imports_jaxgen(node) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return bool(node.module) and node.module.split(".")[0] == "jaxgen"
+    return any(a.name.split(".")[0] == "jaxgen" for a in node.names)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_registered_family_declares_its_keys_and_fulfils_the_contract(name):
+    module = family_module(name)
+    config = module.noisy_default_config() if name == "noisy_classifier" else (
+        module.default_config())
+    assert config.family == name
+    if name == "latent_diffusion":
+        return  # builds only on a trained autoencoder (tests/test_diffusion.py)
+    family = build(config, DataSpec((8, 8, 1), 10, 16))
+    assert isinstance(family, contract.Family)
+    assert not contract.missing_members(family)
+
+
+class NotAFamily:
+    """Has a train step but no init or eval step."""
+
+    def __init__(self, config, data):
+        pass
+
+    def train_step(self, state, batch, rng):
+        return state, {}
+
+
+def test_a_plug_in_that_is_not_a_family_is_refused():
+    config = load("experiments/vae_digits.py", ["family=tests.test_architecture:NotAFamily"])
+    with pytest.raises(ConfigError, match="does not fulfil the family contract.*no value_range"):
+        build(config, DataSpec((8, 8, 1), 10, 16))
+
+
+def test_a_declared_key_out_of_bounds_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.latent_dim must be positive, got 0"):
+        build(load("experiments/vae_digits.py", ["model.latent_dim=0"]), DataSpec((8, 8, 1), 10,
+                                                                                 16))
+    with pytest.raises(ConfigError, match="model.prediction must be one of eps, x0, v"):
+        build(load("experiments/ddpm_digits.py", ["model.prediction=score"]),
+              DataSpec((8, 8, 1), 10, 16))
