@@ -12,7 +12,6 @@ from jaxgen.config import sibling
 gan_config = sibling(__file__, "gan_fashion_mnist").get_config
 
 
-
 def get_config(variant: str = "non_saturating,r1"):
     c = gan_config(variant)
     c.model.conditional = True

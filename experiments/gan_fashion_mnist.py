@@ -5,8 +5,8 @@ python -m jaxgen.evaluate --workdir=runs/gan_fmnist
 ARG (optional): LOSS[,REGULARISER] as in gan_digits.py, e.g. "non_saturating,none".
 """
 
-from jaxgen.families.gan import default_config
 from jaxgen.config import sibling
+from jaxgen.families.gan import default_config
 
 apply_variant = sibling(__file__, "gan_digits").apply_variant
 

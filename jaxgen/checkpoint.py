@@ -79,7 +79,16 @@ class Checkpointer:
             raise ValueError(f"tree structures do not match: {'/'.join(first)} "
                              f"{'missing from' if missing else 'only in'} the checkpoint "
                              f"({mismatch})")
-        return restore(ocp.args.PyTreeRestore(abstract_state, partial_restore=True))
+        # A manager that has restored this item as a StandardSave refuses other restore
+        # arguments for it; a fresh one reads the same files.
+        reader = ocp.CheckpointManager(self.directory)
+        try:
+            restored = reader.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(abstract_state, partial_restore=True),
+                data=ocp.args.JsonRestore()))
+        finally:
+            reader.close()
+        return restored["state"], restored["data"]
 
     def _set_aside(self, step: int, reason: str) -> None:
         broken = f"{self.directory}_broken"

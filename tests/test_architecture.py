@@ -152,3 +152,11 @@ def test_a_declared_key_out_of_bounds_is_a_config_error():
     with pytest.raises(ConfigError, match="model.prediction must be one of eps, x0, v"):
         build(load("experiments/ddpm_digits.py", ["model.prediction=score"]),
               DataSpec((8, 8, 1), 10, 16))
+
+
+def test_the_readme_key_list_is_generated_from_the_declarations():
+    from jaxgen import keys
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    text = readme.read_text()
+    assert keys.with_tables(text, ["base", *FAMILIES]) == text, (
+        "stale: run python -m jaxgen.keys --write README.md")
