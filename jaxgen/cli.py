@@ -7,21 +7,30 @@ examples; `--workdir=DIR`; multi-host flags for `jax.distributed.initialize`.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from typing import Callable
 
 import ml_collections
 
-from jaxgen import config as config_lib, parallel, workdir as workdir_lib
+from jaxgen import config as config_lib, families, parallel, workdir as workdir_lib
 from jaxgen.data.sources import DatasetError
-from jaxgen.trainer import NonFiniteLossError
+from jaxgen.trainer import NonFiniteLossError, Preempted
+
+# Exit codes (documented in the README): 2 bad input or environment (one line on stderr),
+# 3 a non-finite loss, 75 preempted by SIGTERM/SIGINT with a checkpoint written (EX_TEMPFAIL:
+# requeue and rerun the same command), 130 interrupted before training started.
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_PREEMPTED, EXIT_INTERRUPTED = 2, 3, 75, 130
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, allow_abbrev=False)
     p.add_argument("--config", help="experiments/NAME.py[:ARG]; default: the workdir's config")
     p.add_argument("--workdir", required=True, help="the run's directory")
+    p.add_argument("--allow_family", action="append", default=[], metavar="MODULE:FACTORY",
+                   help="let a workdir's config (or the workdirs it names) load this family "
+                        "from outside jaxgen; repeatable (also $JAXGEN_ALLOWED_FAMILIES)")
     p.add_argument("--multihost", action="store_true",
                    help="call jax.distributed.initialize() (TPU pods, SLURM, Open MPI detect "
                         "their cluster; elsewhere give the three flags below)")
@@ -52,6 +61,8 @@ def init_runtime(flags: argparse.Namespace) -> None:
 
 def resolve_config(flags: argparse.Namespace, overrides: list[str]) -> ml_collections.ConfigDict:
     """The experiment file's config (or the workdir's saved one) with overrides applied."""
+    for name in flags.allow_family:
+        families.trust(name)
     if flags.config:
         return config_lib.load(flags.config, overrides)
     if not workdir_lib.has_config(flags.workdir):
@@ -60,9 +71,17 @@ def resolve_config(flags: argparse.Namespace, overrides: list[str]) -> ml_collec
                                      " to continue from")
     config = workdir_lib.read_config(flags.workdir)
     for override in overrides:
-        key, _, text = override.partition("=")
+        key, sep, text = override.partition("=")
+        if not sep:
+            raise config_lib.ConfigError(f"override --config.{override} has no '=VALUE'")
         config_lib.set_value(config, key, text)
     return config
+
+
+def config_from_workdir(flags: argparse.Namespace, overrides: list[str]) -> bool:
+    """Whether resolve_config's family came from the workdir's config.json rather than from
+    the user (an experiment file, a --config.family override)."""
+    return not flags.config and not any(o.startswith("family=") for o in overrides)
 
 
 def main_guard(main: Callable[[list[str]], None]) -> None:
@@ -70,8 +89,24 @@ def main_guard(main: Callable[[list[str]], None]) -> None:
     try:
         main(sys.argv[1:])
     except (config_lib.ConfigError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _exit(f"error: {e}", EXIT_BAD_INPUT)
     except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(3)
+        _exit(f"error: {e}", EXIT_NON_FINITE)
+    except Preempted as e:
+        _exit(str(e), EXIT_PREEMPTED)
+    except KeyboardInterrupt:
+        _exit("interrupted", EXIT_INTERRUPTED)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        _exit(f"error: cannot write {e.filename or 'a file'}: {e.strerror}", EXIT_BAD_INPUT)
+
+
+# The OS errors of the disk and paths: not bugs, so one line, not a traceback.
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.ENOTDIR,
+               errno.EISDIR, errno.EPERM)
+
+
+def _exit(line: str, code: int) -> None:
+    print(line, file=sys.stderr, flush=True)
+    sys.exit(code)

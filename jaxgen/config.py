@@ -43,6 +43,7 @@ class Check:
 POSITIVE = Check(lambda v: v > 0, "must be positive")
 NON_NEGATIVE = Check(lambda v: v >= 0, "must be >= 0")
 FRACTION = Check(lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+NONE_OR_TWO = Check(lambda v: v == 0 or v >= 2, "must be 0 (off) or >= 2 (a covariance)")
 POSITIVE_ENTRIES = Check(lambda v: len(v) > 0 and all(x > 0 for x in v),
                          "must be a non-empty tuple of positive numbers")
 
@@ -62,7 +63,9 @@ Keys = Mapping[str, Key]  # "section.name" -> Key
 BASE_KEYS: dict[str, Key] = {
     "family": Key("", "a registered family (python -m jaxgen.keys lists them) or "
                       "\"package.module:Factory\""),
-    "seed": Key(0, "the root of every random draw of the run"),
+    "seed": Key(0, "the root of every random draw of the run",
+                check=Check(lambda v: isinstance(v, int) and 0 <= v < 2**31,
+                            "must be an integer in [0, 2^31)")),
     "data.source": Key("digits", "where images come from", choices=("digits", "tfds", "idx")),
     "data.name": Key("", "tfds name, e.g. fashion_mnist"),
     "data.data_dir": Key("", "tfds data_dir, or the folder of IDX files for source=idx"),
@@ -76,13 +79,14 @@ BASE_KEYS: dict[str, Key] = {
     "train.ema_decay": Key(0.0, "EMA of the sampled parameters (0: off)", check=FRACTION),
     "train.log_every_steps": Key(50, "steps between logged training metrics", check=POSITIVE),
     "eval.every_steps": Key(500, "steps between test evaluations", check=POSITIVE),
-    "eval.batch_size": Key(256, "global batch of test evaluations", check=POSITIVE),
+    "eval.batch_size": Key(256, "global batch of test evaluations (padded to the devices)",
+                           check=POSITIVE),
     "eval.num_examples": Key(0, "test examples evaluated (0: the whole test split)",
                              check=NON_NEGATIVE),
     "eval.num_samples": Key(10000, "samples of jaxgen.evaluate's FID, KID, precision/recall, "
-                                   "coverage (0: likelihood metrics only)", check=NON_NEGATIVE),
-    "eval.sample_batch_size": Key(500, "global batch of sampling for the metrics",
-                                  check=POSITIVE),
+                                   "coverage (0: likelihood metrics only)", check=NONE_OR_TWO),
+    "eval.sample_batch_size": Key(500, "global batch of sampling for the metrics (padded to "
+                                       "the devices)", check=POSITIVE),
     "eval.extractor": Key("classifier", "features of the FID family of metrics",
                           choices=("classifier", "inception")),
     "eval.inception_weights": Key("", "local .npz of Inception-v3 weights; never downloaded"),
@@ -97,7 +101,7 @@ BASE_KEYS: dict[str, Key] = {
                                         "the data's share"),
     "eval.track_samples": Key(0, "samples whose metrics are logged at every eval step of "
                                  "training, the same z each time (0: off)",
-                              check=NON_NEGATIVE),
+                              check=NONE_OR_TWO),
     "sample.every_steps": Key(500, "steps between sample grids", check=POSITIVE),
     "sample.num": Key(64, "images in a sample grid", check=POSITIVE),
     "checkpoint.every_steps": Key(500, "steps between checkpoints", check=POSITIVE),
@@ -202,24 +206,35 @@ def _parse_like(key: str, current: Any, text: str) -> Any:
     if current is not None and isinstance(current, (tuple, list)):
         if not isinstance(value, (tuple, list)):
             raise ConfigError(f"config key '{key}' expects a tuple, got '{text}'")
+        kinds = {type(v) for v in current}
+        if kinds == {int} and not all(type(v) is int for v in value):
+            raise ConfigError(f"config key '{key}' expects a tuple of integers, got '{text}'")
+        if kinds <= {int, float} and kinds and not all(
+                type(v) in (int, float) for v in value):
+            raise ConfigError(f"config key '{key}' expects a tuple of numbers, got '{text}'")
         return tuple(value)
     return value
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes: int) -> None:
-    """Checks what does not depend on the family; raises ConfigError."""
+    """Checks what does not depend on the family; raises ConfigError.
+
+    The training batch is global and must divide by the devices (a padded training batch
+    would change the gradient); evaluation and sampling batches are padded to the devices
+    instead, so they take any value."""
     if not config.family:
         raise ConfigError("config.family is empty: name a model family, e.g. 'vae'")
     check_keys(config, BASE_KEYS)
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.source=tfds needs data.name (e.g. fashion_mnist)")
-    for key in ("train.batch_size", "eval.batch_size", "eval.sample_batch_size"):
-        section, name = key.split(".")
-        size = config[section][name]
-        if size % num_devices:
-            raise ConfigError(f"{key}={size} is not divisible by the {num_devices} devices")
-        if size % num_processes:
-            raise ConfigError(f"{key}={size} is not divisible by the {num_processes} processes")
+    size = config.train.batch_size
+    if size % num_devices:
+        # num_devices is a multiple of num_processes: a multiple of it divides by both.
+        lower = size // num_devices * num_devices
+        options = [v for v in (lower, lower + num_devices) if v > 0]
+        raise ConfigError(f"train.batch_size={size} is not divisible by the {num_devices} "
+                          f"devices: set --config.train.batch_size="
+                          f"{' or '.join(map(str, options))}")
 
 
 def from_keys(family: str, keys: Keys) -> ml_collections.ConfigDict:

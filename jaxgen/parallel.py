@@ -33,13 +33,35 @@ def initialize_distributed(coordinator_address: str | None = None,
     jax.distributed.initialize(**kwargs)
 
 
-def make_mesh() -> Mesh:
-    """A 1-D mesh over every device of every process, grouped by process.
+def make_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D mesh over every device of every process (or the first num_devices / P of each
+    of the P processes), grouped by process.
 
     Grouping by process keeps each process's rows of a batch on its own devices.
     """
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    if num_devices is not None and num_devices != len(devices):
+        per_process = num_devices // jax.process_count()
+        devices = [d for p in range(jax.process_count())
+                   for d in [d for d in devices if d.process_index == p][:per_process]]
     return Mesh(np.array(devices), (DATA_AXIS,))
+
+
+def padded(batch_size: int, mesh: Mesh | None = None) -> int:
+    """batch_size rounded up to a multiple of the devices (of mesh): the shape an evaluation
+    or sampling batch takes on the mesh, its extra rows masked or dropped."""
+    count = mesh.size if mesh is not None else jax.device_count()
+    return -(-batch_size // count) * count
+
+
+def devices_dividing(batch_size: int) -> int:
+    """The most devices (the same number from every process) that split batch_size evenly:
+    where a fixed batch must train on any machine (the evaluation classifier's)."""
+    processes, local = jax.process_count(), jax.local_device_count()
+    for per_process in range(local, 0, -1):
+        if batch_size % (per_process * processes) == 0:
+            return per_process * processes
+    raise ValueError(f"a batch of {batch_size} does not split over {processes} processes")
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

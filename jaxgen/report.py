@@ -46,8 +46,7 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                                                                 "samples"))
             if "config.json" not in files:
                 continue
-            with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-                trained = json.load(f)
+            trained = _read_json(os.path.join(directory, "config.json"))
             evaluations = [n for n in sorted(files)
                            if n.startswith("metrics") and n.endswith(".json")]
             if not evaluations and "metrics.jsonl" in files:
@@ -55,13 +54,27 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                 runs.append({"workdir": os.path.join(directory, "metrics.jsonl"),
                              "config": config_lib.flatten(trained), "metrics": {}})
             for name in evaluations:
-                with open(os.path.join(directory, name), encoding="utf-8") as f:
-                    record = json.load(f)
+                path = os.path.join(directory, name)
+                record = _read_json(path)
+                if not isinstance(record.get("values"), dict) or not all(
+                        isinstance(v, (int, float)) for v in record["values"].values()):
+                    raise config_lib.ConfigError(f"{path} is not an evaluation record (no "
+                                                 "numeric 'values')")
                 # An evaluation records the config it ran under (sampler, guidance...).
                 config = config_lib.flatten(record.get("config", trained))
-                runs.append({"workdir": os.path.join(directory, name), "config": config,
-                             "metrics": record["values"]})
+                runs.append({"workdir": path, "config": config, "metrics": record["values"]})
     return runs
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise config_lib.ConfigError(f"{path} is not readable JSON ({e})") from None
+    if not isinstance(tree, dict):
+        raise config_lib.ConfigError(f"{path} holds no JSON object")
+    return tree
 
 
 def swept_keys(runs: list[dict[str, Any]]) -> list[str]:
@@ -227,6 +240,13 @@ def main(argv: list[str]) -> None:
                    help="the metrics.jsonl rows of --curve")
     p.add_argument("--at_steps", default="", help="comma-separated steps of the --curve table")
     flags = p.parse_args(argv)
+    try:
+        at_steps = [int(s) for s in flags.at_steps.split(",")] if flags.at_steps else []
+    except ValueError:
+        raise config_lib.ConfigError(f"--at_steps must be comma-separated integers, got "
+                                     f"'{flags.at_steps}'") from None
+    if at_steps and not flags.curve:
+        raise config_lib.ConfigError("--at_steps needs --curve")
     if bool(flags.metric) != bool(flags.x):
         raise config_lib.ConfigError("--metric and --x go together")
     runs = find_runs(flags.roots)
@@ -264,9 +284,8 @@ def main(argv: list[str]) -> None:
         path = os.path.join(out, f"{flags.curve}_{flags.split}_over_training.png")
         plot_curves(path, groups, flags.curve, flags.split)
         print(path)
-        if flags.at_steps:
-            steps = [int(s) for s in flags.at_steps.split(",")]
-            table = curve_markdown(groups, keys, steps)
+        if at_steps:
+            table = curve_markdown(groups, keys, at_steps)
             with open(os.path.join(out, f"{flags.curve}_{flags.split}_curve.md"), "w",
                       encoding="utf-8") as f:
                 f.write(f"{flags.curve} ({flags.split}) during training; mean ± std over "

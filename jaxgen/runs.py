@@ -28,9 +28,10 @@ from jaxgen.state import TrainState
 log = logging.getLogger("jaxgen")
 
 
-def prepare_config(config: ml_collections.ConfigDict):
+def prepare_config(config: ml_collections.ConfigDict, from_workdir: bool = False):
     """(splits, family) of a config checked against the devices and the data; touches no
-    file."""
+    file. from_workdir: the config came from a workdir, whose family may not be code from
+    outside jaxgen (`families.build`)."""
     config_lib.validate(config, jax.device_count(), jax.process_count())
     splits = sources.load(config.data.source, config.data.name, config.data.data_dir)
     if config.train.batch_size > len(splits["train"]):
@@ -38,13 +39,18 @@ def prepare_config(config: ml_collections.ConfigDict):
                                      f"{len(splits['train'])} training examples")
     if config.data.binarize and config.data.dequantize:
         raise config_lib.ConfigError("data.binarize and data.dequantize exclude each other")
-    return splits, build(config, sources.DataSpec.of(splits["train"]))
+    return splits, build(config, sources.DataSpec.of(splits["train"]), from_workdir)
 
 
 def prepare(flags: argparse.Namespace, overrides: list[str]):
-    """(config, splits, family) from the command line."""
+    """(config, splits, family) from the command line, every value checked; then the workdir
+    must be writable (train, sample and evaluate all write to it). Nothing is written before
+    the checks pass."""
+    workdir_lib.check_usable(flags.workdir, write=False)
     config = cli.resolve_config(flags, overrides)
-    return (config, *prepare_config(config))
+    splits, family = prepare_config(config, cli.config_from_workdir(flags, overrides))
+    workdir_lib.check_usable(flags.workdir, write=True)
+    return config, splits, family
 
 
 def restore(flags: argparse.Namespace, overrides: list[str]):
@@ -71,8 +77,6 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     c.train.num_steps = config.eval.extractor_steps
     # Its own seed, not the run's: every run on a dataset shares one extractor.
     c.seed = 0
-    if jax.device_count() > c.train.batch_size:
-        c.train.batch_size = jax.device_count()
     c.eval.batch_size = c.train.batch_size * 2
     return c
 
@@ -89,18 +93,30 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
 
 def evaluation_classifier(config: ml_collections.ConfigDict,
                           splits: dict[str, sources.Split]) -> Extractor:
-    """The dataset's classifier, trained (with the jaxgen trainer) on first use."""
+    """The dataset's classifier, trained (with the jaxgen trainer) on first use.
+
+    Its training batch is fixed (the cache key holds it), so it trains on the most devices
+    that split it evenly (`parallel.devices_dividing`): the same classifier on any machine.
+    A cache that holds it already may be read-only."""
     c = classifier_config(config)
     directory = classifier_directory(config)
     family = classifier.ClassifierFamily(c, sources.DataSpec.of(splits["train"]))
     record_path = os.path.join(directory, extractor_lib.RECORD_FILE)
-    with extractor_lib.exclusive(directory):
+    if not os.path.isfile(record_path):  # the record is written last: present means trained
+        try:
+            workdir_lib.check_usable(directory, write=True)
+        except config_lib.ConfigError as e:
+            raise config_lib.ConfigError(
+                f"the evaluation classifier must be trained into the extractor cache "
+                f"($JAXGEN_CACHE or eval.extractor_dir), which is not usable: {e}") from None
+    with extractor_lib.exclusive(directory, wait=not os.path.isfile(record_path)):
         if not os.path.isfile(record_path):
             if parallel.is_primary():  # the directory is an ordinary workdir
                 workdir_lib.write_config(directory, c)
             log.info("training the evaluation classifier in %s (%d steps, cached afterwards)",
                      directory, c.train.num_steps)
-            state = trainer_lib.train(c, directory, family, splits)
+            mesh = parallel.make_mesh(parallel.devices_dividing(c.train.batch_size))
+            state = trainer_lib.train(c, directory, family, splits, mesh=mesh)
             accuracy = trainer_lib.Trainer(c, family, splits).evaluate(state)["accuracy"]
             if parallel.is_primary():
                 workdir_lib.write_json_atomic(record_path, {"test_accuracy": accuracy,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import cli, latent, parallel, runs, viz, workdir as workdir_lib
+from jaxgen.config import ConfigError
 from jaxgen.contract import LatentGenerator, LatentModel, NoisingProcess
 from jaxgen.data.ranges import to_model_range, to_unit_range
 
@@ -32,8 +33,24 @@ def main(argv: list[str]) -> None:
     p.add_argument("--attribute", default="0,1",
                    help="FROM,TO classes: adds alpha * (mean z of TO - mean z of FROM)")
     flags, overrides = cli.parse(p, argv)
+    if flags.num < 1:
+        raise ConfigError(f"--num must be >= 1, got {flags.num}")
+    if flags.steps < 2:
+        raise ConfigError(f"--steps (images along an interpolation) must be >= 2, got "
+                          f"{flags.steps}")
+    text = flags.attribute
+    try:
+        flags.attribute = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        flags.attribute = ()
+    if len(flags.attribute) != 2:
+        raise ConfigError(f"--attribute must be two classes FROM,TO, e.g. 0,1; got '{text}'")
     cli.init_runtime(flags)
     config, splits, family, trainer, state = runs.restore(flags, overrides)
+    num_classes = splits["test"].num_classes
+    if not all(0 <= c < num_classes for c in flags.attribute):
+        raise ConfigError(f"--attribute={flags.attribute[0]},{flags.attribute[1]} names a class "
+                          f"outside 0..{num_classes - 1}")
     outdir = workdir_lib.path(flags.workdir, workdir_lib.SAMPLES)
     step = int(state.step)
 
@@ -98,7 +115,7 @@ def latent_pictures(family, state, splits, config, flags, outdir: str, step: int
     viz.save_png(paths[-1], viz.grid(strip, rows=2))  # row 1 linear, row 2 spherical
 
     if not conditional:
-        source, target = (int(c) for c in flags.attribute.split(","))
+        source, target = flags.attribute
         means = latent.class_means(family, params, x, jnp.asarray(y), test.num_classes)
         direction = means[target] - means[source]
         alphas = jnp.linspace(0.0, 1.5, flags.steps)
@@ -145,7 +162,7 @@ def generator_pictures(family, state, splits, config, flags, outdir: str,
         family.from_latents(state, chunk), family.value_range))["label"]
         for chunk in jnp.split(z, 4)])
     means = latent.mean_by_class(z, predicted, classifier.num_classes)
-    source, target = (int(c) for c in flags.attribute.split(","))
+    source, target = flags.attribute
     starts = np.flatnonzero(np.asarray(predicted) == source)[:4]
     if len(starts) == 0 or not bool(jnp.all(jnp.isfinite(means[target]))):
         print(f"no attribute vector: the generator's 2000 draws contain no class {source} "

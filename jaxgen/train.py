@@ -1,6 +1,9 @@
 """python -m jaxgen.train --config=experiments/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE]
 
-Starts a run, or continues the one in DIR from its newest checkpoint.
+Starts a run, or continues the one in DIR from its newest checkpoint. One trainer per
+workdir: a second one exits with code 2 naming the holder. SIGTERM or SIGINT ends the run
+after the step in flight with a checkpoint of that step and exit code 75 (rerun the same
+command to continue); a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ def main(argv: list[str]) -> None:
     flags, overrides = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
     cli.init_runtime(flags)
     config, splits, family = runs.prepare(flags, overrides)
-    if workdir_lib.has_config(flags.workdir):
-        config_lib.check_resumable(workdir_lib.read_config_dict(flags.workdir), config,
-                                   flags.workdir)
-    if parallel.is_primary():
-        workdir_lib.write_config(flags.workdir, config)
-        workdir_lib.append_run_record(flags.workdir)
-    trainer.train(config, flags.workdir, family, splits, runs.eval_hooks(config, family))
+    with workdir_lib.lock(flags.workdir):
+        if workdir_lib.has_config(flags.workdir):
+            config_lib.check_resumable(workdir_lib.read_config_dict(flags.workdir), config,
+                                       flags.workdir)
+        if parallel.is_primary():
+            workdir_lib.write_config(flags.workdir, config)
+            workdir_lib.append_run_record(flags.workdir)
+        trainer.train(config, flags.workdir, family, splits, runs.eval_hooks(config, family))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 init or restore -> jit-compiled, buffer-donating steps -> periodic actions (training metrics
 with the NaN check, evaluation plus the caller's evaluation hooks, pictures, asynchronous
 checkpoints) -> final checkpoint. Host syncs happen only at the steps of those actions.
+The trainer holds the workdir's lock throughout, and a stop signal (SIGTERM, SIGINT) ends
+it after the step in flight with a checkpoint of that step (`Preempted`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import contract, parallel, viz, workdir as workdir_lib
+from jaxgen import contract, parallel, preemption, viz, workdir as workdir_lib
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.contract import Family, Sampler
 from jaxgen.data.pipeline import TrainStream, eval_batches
@@ -41,6 +42,10 @@ class NonFiniteLossError(FloatingPointError):
     """A metric became NaN or Inf; raised before anything is saved at that step."""
 
 
+class Preempted(Exception):
+    """A stop signal ended training; a checkpoint of the step reached is on disk."""
+
+
 class Trainer:
     """Compiles a family's functions for a mesh and runs them.
 
@@ -48,14 +53,15 @@ class Trainer:
       config: the validated experiment config.
       family: an object fulfilling `contract.Family`.
       splits: {"train": Split, "test": Split}.
+      mesh: the devices to run on; default all of them.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, family: Family,
-                 splits: dict[str, Split]):
+                 splits: dict[str, Split], mesh: jax.sharding.Mesh | None = None):
         self.config = config
         self.family = family
         self.splits = splits
-        self.mesh = parallel.make_mesh()
+        self.mesh = mesh or parallel.make_mesh()
         self.rows = parallel.process_rows(config.train.batch_size)
         self.stream = TrainStream(splits["train"], config.train.batch_size, config.seed, self.rows,
                                   family.value_range, config.data.binarize, config.data.dequantize)
@@ -116,12 +122,13 @@ class Trainer:
         step_fn (a likelihood evaluation)."""
         fn = self.eval_fn if step_fn is None else self.compile_eval(step_fn)
         totals, count = None, 0.0
-        batches = eval_batches(self.splits["test"], self.config.eval.batch_size,
-                               parallel.process_rows(self.config.eval.batch_size),
+        size = self.config.eval.batch_size
+        batches = eval_batches(self.splits["test"], size,
+                               parallel.process_rows(parallel.padded(size, self.mesh)),
                                self.family.value_range, self.config.data.binarize,
                                self.config.data.dequantize, self.config.seed,
                                self.config.eval.num_examples if num_examples is None
-                               else num_examples)
+                               else num_examples, pad_to=parallel.padded(size, self.mesh))
         for index, local in enumerate(batches):
             sums, n = fn(state, self.global_batch(local), jnp.int32(index))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
@@ -136,15 +143,19 @@ class Trainer:
 
     def batch_sampler(self, state: TrainState, batch_size: int
                       ) -> Callable[[int, jax.Array], jax.Array]:
-        """(b, labels int32 [batch_size], batch-sharded) -> batch b of samples [batch_size, H,
-        W, C] in [0, 1], batch-sharded. Batch b draws from fold_in(the run's "sample" key,
-        1_000_000 + b): numbers depend on the seed and batch size, never on the devices."""
+        """(b, labels int32 [P], batch-sharded) -> batch b of samples [P, H, W, C] in [0, 1],
+        batch-sharded, P = batch_size padded to the devices (`parallel.padded`); the first
+        batch_size rows are the batch. Batch b draws from fold_in(the run's "sample" key,
+        1_000_000 + b), and JAX's partitionable threefry gives row i the same draws in an
+        array of any length: numbers depend on the seed and batch size, never on the
+        devices."""
         family = self.family
         conditional = family.sampling_classes > 0
         repl, data = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
+        rows = parallel.padded(batch_size, self.mesh)
 
         def sample(state, key_data, labels):
-            images = family.sample(state, as_key(key_data), batch_size,
+            images = family.sample(state, as_key(key_data), rows,
                                    labels if conditional else None)
             return to_unit_range(images, family.value_range)
 
@@ -155,22 +166,31 @@ class Trainer:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
-          splits: dict[str, Split], eval_hooks: Sequence[EvalHook] = ()) -> TrainState:
-    """Trains until config.train.num_steps, resuming from the newest checkpoint in workdir."""
-    os.makedirs(workdir, exist_ok=True)
-    trainer = Trainer(config, family, splits)
-    log.info("process %d of %d reads rows %d:%d of each global batch of %d",
-             jax.process_index(), jax.process_count(), trainer.rows.start, trainer.rows.stop,
-             config.train.batch_size)
-    checkpointer = workdir_lib.checkpointer(workdir, config.checkpoint.keep)
-    writer = Writer(workdir, enabled=parallel.is_primary())
-    try:
-        state = _restore_or_init(trainer, checkpointer)
-        return _loop(trainer, state, checkpointer, writer, workdir, eval_hooks)
-    finally:
-        checkpointer.wait()
-        checkpointer.close()
-        writer.close()
+          splits: dict[str, Split], eval_hooks: Sequence[EvalHook] = (),
+          mesh: jax.sharding.Mesh | None = None) -> TrainState:
+    """Trains until config.train.num_steps, resuming from the newest checkpoint in workdir.
+
+    Raises:
+      WorkdirBusyError: another trainer holds the workdir.
+      Preempted: a stop signal came; the checkpoint of the step reached is written.
+      NonFiniteLossError: a metric became NaN or Inf.
+    """
+    with workdir_lib.lock(workdir), preemption.StopSignals() as stop:
+        trainer = Trainer(config, family, splits, mesh)
+        log.info("process %d of %d reads rows %d:%d of each global batch of %d",
+                 jax.process_index(), jax.process_count(), trainer.rows.start,
+                 trainer.rows.stop, config.train.batch_size)
+        checkpointer = workdir_lib.checkpointer(workdir, config.checkpoint.keep)
+        writer = Writer(workdir, enabled=parallel.is_primary())
+        try:
+            state = _restore_or_init(trainer, checkpointer)
+            return _loop(trainer, state, checkpointer, writer, workdir, eval_hooks, stop)
+        finally:
+            try:
+                checkpointer.wait()
+            finally:
+                checkpointer.close()
+                writer.close()
 
 
 def _restore_or_init(trainer: Trainer, checkpointer: Checkpointer) -> TrainState:
@@ -205,6 +225,12 @@ class TrainMetrics(Every):
         self.final = last
         return step % self.log_every == 0 or step % self.save_every == 0 or last
 
+    def flush_final(self, step: int, state) -> None:
+        """Checks and logs what is pending, as at the last step (a stop before the end)."""
+        self.final = True
+        if self.pending:
+            self._flush(step, state)
+
     def observe(self, step: int, metrics) -> None:
         self.pending.append(metrics)
 
@@ -232,7 +258,8 @@ class TrainMetrics(Every):
 
 
 def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, writer: Writer,
-          workdir: str, eval_hooks: Sequence[EvalHook]) -> TrainState:
+          workdir: str, eval_hooks: Sequence[EvalHook],
+          stop: preemption.StopSignals) -> TrainState:
     config = trainer.config
     num_steps = config.train.num_steps
     start = int(state.step)
@@ -254,8 +281,8 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
         _write_samples(trainer, state, writer, workdir, step)
         _write_curves(workdir, curve_keys)
 
-    actions = [TrainMetrics(config, writer, checkpointer, start, show),
-               Every(config.eval.every_steps, evaluate)]
+    train_metrics = TrainMetrics(config, writer, checkpointer, start, show)
+    actions = [train_metrics, Every(config.eval.every_steps, evaluate)]
     if isinstance(trainer.family, Sampler):  # a classifier has no sampler
         actions.append(Every(config.sample.every_steps, pictures))
     actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
@@ -266,11 +293,25 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
             state, metrics = trainer.step_fn(state, batch)
             bar.update(1)
             run_actions(actions, step + 1, state, metrics, step + 1 == num_steps)
+            if step + 1 < num_steps and stop.requested(step + 1):
+                _stop(trainer, state, step + 1, checkpointer, train_metrics, stop.name)
     finally:
         bar.close()
     _write_curves(workdir, curve_keys)
     writer.flush()
     return state
+
+
+def _stop(trainer: Trainer, state: TrainState, step: int, checkpointer: Checkpointer,
+          train_metrics: TrainMetrics, signal_name: str) -> None:
+    """Checks and logs the pending metrics, writes a checkpoint of `step` (unless one was
+    just written), waits for it to commit, and raises Preempted."""
+    train_metrics.flush_final(step, state)  # never save a non-finite state
+    if checkpointer.latest_step() != step:
+        checkpointer.save(step, state, trainer.stream.position(step))
+    checkpointer.wait()
+    raise Preempted(f"stopped by {signal_name} at step {step}: checkpoint {step} written to "
+                    f"{checkpointer.directory}; rerun the same command to continue")
 
 
 def _write_curves(workdir: str, keys: list[str]) -> None:

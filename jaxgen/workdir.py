@@ -3,6 +3,7 @@
 The one place that knows the layout of a run's directory:
 
     config.json         the resolved config (written by the trainer's CLI)
+    train.lock          held (an OS lock) by the one trainer writing the workdir
     run_info.jsonl      one record per start: versions of the code and libraries
     checkpoints/<step>  Orbax checkpoints of the train state and the data position
     metrics.jsonl       logged scalars; metrics*.json  evaluations
@@ -11,15 +12,21 @@ The one place that knows the layout of a run's directory:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 from importlib import metadata
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxgen import config as config_lib
 from jaxgen.checkpoint import Checkpointer
@@ -31,6 +38,11 @@ METRICS_LOG = "metrics.jsonl"
 SAMPLES = "samples"
 CURVES_FILE = "loss_curves.png"
 TENSORBOARD = "tensorboard"
+LOCK_FILE = "train.lock"
+
+
+class WorkdirBusyError(config_lib.ConfigError):
+    """Another trainer holds the workdir."""
 
 
 def path(workdir: str, *parts: str) -> str:
@@ -55,13 +67,24 @@ def read_config_dict(workdir: str) -> dict:
     file = path(workdir, CONFIG_FILE)
     if not os.path.isfile(file):
         raise config_lib.ConfigError(f"no trained run in '{workdir}' (no {CONFIG_FILE})")
-    with open(file, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(file, encoding="utf-8") as f:
+            tree = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise config_lib.ConfigError(f"{file} is not a readable JSON config ({e})") from None
+    if not isinstance(tree, dict):
+        raise config_lib.ConfigError(f"{file} holds no config (a JSON object)")
+    return tree
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The saved config, with keys added to base_config() since it was written."""
-    return config_lib.fill_defaults(ml_collections.ConfigDict(read_config_dict(workdir)))
+    tree = read_config_dict(workdir)
+    try:
+        return config_lib.fill_defaults(ml_collections.ConfigDict(tree))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise config_lib.ConfigError(f"{path(workdir, CONFIG_FILE)} is not a jaxgen config "
+                                     f"({e})") from None
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -74,17 +97,96 @@ def append_run_record(workdir: str) -> None:
 
 
 def checkpointer(workdir: str, keep: int) -> Checkpointer:
+    """The trainer's checkpointer: it writes, so hold `lock(workdir)` while it is open."""
     return Checkpointer(path(workdir, CHECKPOINTS), keep)
 
 
-def restore_latest(workdir: str, abstract_state: Any, keep: int
-                   ) -> tuple[Any, dict[str, int]] | None:
-    """(state, data position) of the newest readable checkpoint, or None."""
-    manager = checkpointer(workdir, keep)
+def restore_latest(workdir: str, abstract_state: Any) -> tuple[Any, dict[str, int]] | None:
+    """(state, data position) of the newest checkpoint, read without changing anything
+    (the run may be training); None when there is none; CheckpointDamagedError when the
+    newest is damaged."""
+    manager = Checkpointer(path(workdir, CHECKPOINTS), keep=1, read_only=True)
     try:
         return manager.restore_latest(abstract_state)
     finally:
         manager.close()
+
+
+def check_usable(workdir: str, write: bool) -> None:
+    """ConfigError (one line: the path and the cause) unless workdir is (or can become) a
+    directory this process can read and, with write, write."""
+    existing = os.path.abspath(workdir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is" if existing == os.path.abspath(workdir) else "lies under"
+        raise config_lib.ConfigError(f"workdir {workdir} {what} a file, not a directory "
+                                     f"({existing})")
+    if not write:
+        return
+    try:  # access() trusts permissions alone: a read-only mount or root needs a real write
+        os.makedirs(workdir, exist_ok=True)
+        probe = path(workdir, f".write_test{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise config_lib.ConfigError(f"cannot write to workdir {workdir}: "
+                                     f"{e.strerror or e}") from None
+
+
+# The writer's lock. An flock: the OS releases it when its process ends in any way (a kill,
+# a crash), so the next trainer simply takes it over; the file keeps the holder's pid and
+# host for the message that refuses a second trainer.
+_held: dict[str, list] = {}  # real path -> [open file, depth]: re-entrant in one process
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+    """Holds workdir's writer lock (re-entrant); WorkdirBusyError (one line naming the pid
+    and host of the holder) when another process holds it. In a multi-process job process 0
+    takes it for all, and every process learns whether it could."""
+    key = os.path.realpath(workdir)
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield
+        finally:
+            _held[key][1] -= 1
+        return
+    handle, holder = None, ""
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        handle = open(path(workdir, LOCK_FILE), "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            handle = None
+    if _agree(handle is not None) is False:
+        raise WorkdirBusyError(f"workdir {workdir} is being trained by {holder or 'another job'}"
+                               "; wait for it to end or use another workdir")
+    if handle is not None:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+        handle.flush()
+    _held[key] = [handle, 1]
+    try:
+        yield
+    finally:
+        del _held[key]
+        if handle is not None:
+            handle.close()  # releases the flock
+
+
+def _agree(locked: bool) -> bool:
+    """Process 0's `locked`, on every process."""
+    if jax.process_count() == 1:
+        return locked
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(locked)))
 
 
 def run_record() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from jaxgen import workdir as workdir_lib
+from jaxgen.config import ConfigError
 
 log = logging.getLogger("jaxgen")
 
@@ -27,8 +28,9 @@ class Writer:
         self._tb = None
         if not enabled:
             return
-        self._jsonl = open(workdir_lib.path(workdir, workdir_lib.METRICS_LOG), "a",
-                           encoding="utf-8")
+        path = workdir_lib.path(workdir, workdir_lib.METRICS_LOG)
+        _drop_partial_line(path)
+        self._jsonl = open(path, "a", encoding="utf-8")
         if tensorboard:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(workdir_lib.path(workdir, workdir_lib.TENSORBOARD))
@@ -61,6 +63,16 @@ class Writer:
             self._tb.close()
 
 
+def _drop_partial_line(path: str) -> None:
+    """Cuts a last line a kill left unfinished, so the next row starts on its own line."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
     """The rows of `workdir/metrics.jsonl` in step order, optionally of one split.
 
@@ -71,10 +83,15 @@ def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
     if not os.path.exists(path):
         return []
     rows = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                rows[(row["split"], row["step"])] = row
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.readlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or not line.endswith("\n"):  # a row a kill cut short
+            continue
+        try:
+            row = json.loads(line)
+            rows[(row["split"], row["step"])] = row
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path}:{number} is not a metrics row") from None
     return sorted((r for r in rows.values() if split is None or r["split"] == split),
                   key=lambda r: (r["step"], r["split"]))

@@ -108,3 +108,16 @@ def assert_kill_and_resume_match(tmp: str, config_args: list[str], steps: int,
     assert len(leaves_a) == len(leaves_b) > 0
     for a, b in zip(leaves_a, leaves_b):
         np.testing.assert_array_equal(a, b)
+
+
+def tree_snapshot(directory) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime in ns)} of every file and folder under directory: equal
+    snapshots mean nothing was written, moved or deleted."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            stat = os.stat(path)
+            out[os.path.relpath(path, directory)] = (stat.st_size if name in files else 0,
+                                                     stat.st_mtime_ns)
+    return out

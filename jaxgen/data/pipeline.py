@@ -80,15 +80,18 @@ class TrainStream:
 
 def eval_batches(split: Split, global_batch_size: int, rows: slice, value_range: str = "unit",
                  binarize: bool = False, dequantize: bool = False, seed: int = 0,
-                 num_examples: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                 num_examples: int = 0, pad_to: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The test split in order, once, padded to whole batches.
 
-    Yields this process's rows: image [b, H, W, C], label [b], mask float32 [b]
-    (0 on padding rows). Binarisation and dequantisation use a fixed seed, so every
-    evaluation sees the same test set.
+    Yields this process's rows of global batches of max(global_batch_size, pad_to) rows:
+    image [b, H, W, C], label [b], mask float32 [b] (0 on padding rows). pad_to (a multiple
+    of the devices) pads each batch without changing which examples it holds, so numbers
+    do not depend on the device count. Binarisation and dequantisation use a fixed seed, so
+    every evaluation sees the same test set.
     """
     total = min(num_examples, len(split)) if num_examples else len(split)
     rng = np.random.default_rng([seed, _NOISE_STREAM, 2**31])
+    extra = max(pad_to - global_batch_size, 0)
     for start in range(0, total, global_batch_size):
         index = np.arange(start, start + global_batch_size)
         mask = (index < total).astype(np.float32)
@@ -96,4 +99,9 @@ def eval_batches(split: Split, global_batch_size: int, rows: slice, value_range:
         pixels = split.images[index]
         noise = rng.random(pixels.shape, dtype=np.float32) if binarize or dequantize else None
         image = to_model_range(pixels, split.max_value, value_range, noise, binarize)
-        yield {"image": image[rows], "label": split.labels[index][rows], "mask": mask[rows]}
+        labels = split.labels[index]
+        if extra:  # copies of the last row, masked out
+            image = np.concatenate([image, np.repeat(image[-1:], extra, axis=0)])
+            labels = np.concatenate([labels, np.repeat(labels[-1:], extra)])
+            mask = np.concatenate([mask, np.zeros(extra, np.float32)])
+        yield {"image": image[rows], "label": labels[rows], "mask": mask[rows]}

@@ -11,6 +11,7 @@ import dataclasses
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -39,6 +40,10 @@ class Split:
             raise DatasetError(f"images must be [N, H, W, C], got shape {self.images.shape}")
         if len(self.images) != len(self.labels):
             raise DatasetError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if len(self.labels) and not 0 <= int(self.labels.min()) <= int(
+                self.labels.max()) < self.num_classes:
+            raise DatasetError(f"labels range over {self.labels.min()}..{self.labels.max()}, "
+                               f"outside the {self.num_classes} classes 0..{self.num_classes - 1}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -57,14 +62,23 @@ class DataSpec:
 
 
 def load(source: str, name: str = "", data_dir: str = "") -> dict[str, Split]:
-    """Returns {"train": Split, "test": Split} for a `config.data` source."""
+    """Returns {"train": Split, "test": Split} for a `config.data` source, whose images have
+    one shape and one range."""
     if source == "digits":
-        return load_digits()
-    if source == "idx":
-        return load_idx_dir(data_dir or DEBIAN_FASHION_MNIST)
-    if source == "tfds":
-        return load_tfds(name, data_dir or None)
-    raise DatasetError(f"unknown data source '{source}'")
+        splits = load_digits()
+    elif source == "idx":
+        splits = load_idx_dir(data_dir or DEBIAN_FASHION_MNIST)
+    elif source == "tfds":
+        splits = load_tfds(name, data_dir or None)
+    else:
+        raise DatasetError(f"unknown data source '{source}'")
+    train, test = splits["train"], splits["test"]
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DatasetError(f"train images are {train.images.shape[1:]} but test images "
+                           f"{test.images.shape[1:]}")
+    if len(train) == 0 or len(test) == 0:
+        raise DatasetError(f"the {'train' if len(train) == 0 else 'test'} split is empty")
+    return splits
 
 
 def load_digits(test_fraction: float = 0.2) -> dict[str, Split]:
@@ -88,7 +102,7 @@ def read_idx(path: str) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DatasetError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4:
         raise DatasetError(f"IDX file {path} is truncated")

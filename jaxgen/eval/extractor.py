@@ -53,13 +53,14 @@ def cache_directory(root: str, dataset: str, trained_by: dict[str, Any], version
 
 
 @contextlib.contextmanager
-def exclusive(path: str):
+def exclusive(path: str, wait: bool = True):
     """One process per host trains a given extractor; others wait, then reuse it.
 
     Multi-process jobs train it together (the trainer is collective), so only
-    single-process runs take the lock.
+    single-process runs take the lock; and no one when there is nothing to wait for (a
+    trained extractor, perhaps in a read-only cache).
     """
-    if jax.process_count() > 1:
+    if jax.process_count() > 1 or not wait:
         yield
         return
     import fcntl

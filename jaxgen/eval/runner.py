@@ -24,8 +24,9 @@ from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.extractor import Extractor
 
-# (b, labels int32 [B] batch-sharded) -> batch b of samples [B, H, W, C] in [0, 1],
-# batch-sharded; labels are ignored by an unconditional model.
+# (b, labels int32 [P] batch-sharded) -> batch b of samples [P, H, W, C] in [0, 1],
+# batch-sharded, P the batch size padded to the devices (`parallel.padded`; rows past the
+# batch size are dropped); labels are ignored by an unconditional model.
 BatchSampler = Callable[[int, jax.Array], jax.Array]
 
 log = logging.getLogger("jaxgen")
@@ -35,9 +36,10 @@ def real_features(extractors: dict[str, Extractor], split: Split, batch_size: in
                   num: int = 0) -> dict[str, np.ndarray]:
     """{"features": [N, D], "label" (predicted): [N], "true_label": [N]} of a split."""
     mesh = parallel.make_mesh()
+    rows = parallel.padded(batch_size, mesh)
     parts: dict[str, list] = {"features": [], "label": [], "true_label": [], "mask": []}
-    for local in eval_batches(split, batch_size, parallel.process_rows(batch_size), "unit",
-                              num_examples=num):
+    for local in eval_batches(split, batch_size, parallel.process_rows(rows), "unit",
+                              num_examples=num, pad_to=rows):
         batch = parallel.to_global(local, mesh)
         _collect(parts, extractors, batch["image"])
         parts["true_label"].append(parallel.fetch(_replicate(batch["label"], mesh)))
@@ -57,11 +59,14 @@ def _replicate(x: jax.Array, mesh) -> jax.Array:
     return _replicator(mesh)(x)
 
 
-def _collect(parts, extractors: dict[str, Extractor], images: jax.Array) -> None:
-    """Features from the feature extractor, predicted labels from the classifier."""
+def _collect(parts, extractors: dict[str, Extractor], images: jax.Array,
+             keep: int | None = None) -> None:
+    """Features from the feature extractor, predicted labels from the classifier (of the
+    first `keep` rows)."""
     parts["features"].append(np.asarray(parallel.fetch(
-        extractors["features"].apply(images)["features"])))
-    parts["label"].append(np.asarray(parallel.fetch(extractors["classes"].apply(images)["label"])))
+        extractors["features"].apply(images)["features"]))[:keep])
+    parts["label"].append(np.asarray(parallel.fetch(
+        extractors["classes"].apply(images)["label"]))[:keep])
 
 
 def generated_features(sample_batch: BatchSampler, extractors: dict[str, Extractor], num: int,
@@ -70,13 +75,14 @@ def generated_features(sample_batch: BatchSampler, extractors: dict[str, Extract
     for the classes 0, 1, ..., num_classes - 1, 0, ... in turn (num_classes 0: all 0)."""
     mesh = parallel.make_mesh()
     parts: dict[str, list] = {"features": [], "label": [], "requested": []}
-    rows = parallel.process_rows(batch_size)
+    padded = parallel.padded(batch_size, mesh)
+    rows = parallel.process_rows(padded)
     for b in range(-(-num // batch_size)):
-        requested = (np.arange(b * batch_size, (b + 1) * batch_size)
+        requested = (np.arange(b * batch_size, b * batch_size + padded)
                      % max(num_classes, 1)).astype(np.int32)
         labels = parallel.to_global({"label": requested[rows]}, mesh)["label"]
-        _collect(parts, extractors, sample_batch(b, labels))
-        parts["requested"].append(requested)
+        _collect(parts, extractors, sample_batch(b, labels), keep=batch_size)
+        parts["requested"].append(requested[:batch_size])
     return {k: np.concatenate(v)[:num] for k, v in parts.items()}
 
 

@@ -3,11 +3,18 @@
 The trainer never imports a family; this table names them and `build` imports the one a
 config asks for. `config.family` is a name below or "package.module:Factory" for a family
 that lives outside jaxgen; a factory is called as Factory(config, data_spec).
+
+A family outside the table is code, and a workdir must never make jaxgen run code: a shared
+or downloaded workdir's config.json could name a module lying beside it. So a config read
+from a workdir (`build(..., from_workdir=True)`) gets registered families only, unless the
+user lists the family in $JAXGEN_ALLOWED_FAMILIES (comma-separated) or with the CLIs'
+`--allow_family` (`trust`). The user's own experiment files and command lines may name any.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 from jaxgen import contract
 from jaxgen.config import ConfigError
@@ -23,6 +30,20 @@ FAMILIES = {
 }
 
 
+ALLOW_ENV = "JAXGEN_ALLOWED_FAMILIES"
+_trusted: set[str] = set()
+
+
+def trust(name: str) -> None:
+    """Lets `build` import the family `name` ("package.module:Factory") in this process."""
+    _trusted.add(name)
+
+
+def is_allowed(name: str) -> bool:
+    listed = {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
+    return name in FAMILIES or name in _trusted or name in listed
+
+
 def family_module(name: str):
     """The module of a registered family (its KEYS and default_config)."""
     if name not in FAMILIES:
@@ -30,14 +51,18 @@ def family_module(name: str):
     return importlib.import_module(FAMILIES[name].partition(":")[0])
 
 
-def build(config, data_spec):
+def build(config, data_spec, from_workdir: bool = False):
     """The family `config.family` names, built for data of `data_spec`; checked against the
-    contract."""
+    contract. from_workdir: the config was read from a workdir (see the module docstring)."""
     target = FAMILIES.get(config.family, config.family)
     module_name, sep, attribute = target.partition(":")
     if not sep:
         raise ConfigError(f"unknown family '{config.family}' (known: {', '.join(FAMILIES)}; "
                           "or give 'package.module:Factory')")
+    if from_workdir and not is_allowed(config.family):
+        raise ConfigError(f"family '{config.family}' is code outside jaxgen, named by a "
+                          f"workdir's config; import it only if you trust it: "
+                          f"--allow_family={config.family} (or ${ALLOW_ENV})")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:

@@ -29,6 +29,7 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
     overrides), data and family. ConfigError, naming `purpose` (the config key or flag that
     pointed here) when there is no config or no readable checkpoint."""
     prefix = f"{purpose}: " if purpose else ""
+    from_workdir = config is None
     try:
         config = workdir_lib.read_config(workdir) if config is None else config
     except ConfigError as e:
@@ -36,11 +37,14 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
     if splits is None:
         splits = sources.load(config.data.source, config.data.name, config.data.data_dir)
     if family is None:
-        family = build(config, sources.DataSpec.of(splits["train"]))
+        try:
+            family = build(config, sources.DataSpec.of(splits["train"]), from_workdir)
+        except ConfigError as e:
+            raise ConfigError(f"{prefix}{e}") from None
     target = contract.abstract_state(
         family, config.seed, contract.example_batch(splits["train"].images.shape[1:]),
         config.train.ema_decay > 0, parallel.replicated(parallel.make_mesh()))
-    restored = workdir_lib.restore_latest(workdir, target, config.checkpoint.keep)
+    restored = workdir_lib.restore_latest(workdir, target)
     if restored is None:
         raise ConfigError(f"{prefix}no readable checkpoint in '{workdir}/"
                           f"{workdir_lib.CHECKPOINTS}'")
