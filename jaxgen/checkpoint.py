@@ -66,6 +66,7 @@ class Checkpointer:
 
         Raises CheckpointWriteError (one line: the path and the cause) when the disk is full
         or the directory cannot be written; the previous checkpoint stays as it was."""
+        self._check_space(step, state)
         checksums = array_checksums(state)
         try:
             self.manager.save(step, args=ocp.args.Composite(
@@ -73,6 +74,22 @@ class Checkpointer:
                 **{CHECKSUMS: ocp.args.JsonSave(checksums)}), force=True)
         except Exception as e:
             raise _write_error(e, self.directory, self._committed()) or e
+
+    def _check_space(self, step: int, state: Any) -> None:
+        """Refuses a save the disk cannot hold, before Orbax starts it: a save that fails
+        halfway floods the log from its writer threads. The arrays' size uncompressed plus
+        room for metadata bounds what a checkpoint takes."""
+        self.wait()  # Orbax waits for the previous save anyway; then the disk is settled
+        needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + _METADATA_BYTES
+        free = shutil.disk_usage(self.directory).free
+        if free < needed:
+            committed = self._committed()
+            kept = f"the last complete checkpoint is step {committed}" \
+                if committed is not None else "there is no complete checkpoint"
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {step} to {self.directory}: no space left on device "
+                f"({free / 2**20:.1f} MiB free, a checkpoint takes up to "
+                f"{needed / 2**20:.1f} MiB); {kept}")
 
     def latest_step(self) -> int | None:
         return None if self.manager is None else self.manager.latest_step()
@@ -191,6 +208,8 @@ class CheckpointWriteError(ConfigError):
 class ChecksumMismatchError(ValueError):
     """Restored arrays that differ from the checksums written beside them."""
 
+
+_METADATA_BYTES = 256 * 1024
 
 # Disk conditions that end a run with one line rather than a traceback.
 _WRITE_FAILURES = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",

@@ -52,8 +52,13 @@ def parse(p: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespa
 def init_runtime(flags: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S", force=True)
-    for noisy in ("absl", "orbax", "jax._src.xla_bridge"):
+    for noisy in ("orbax", "jax._src.xla_bridge"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Orbax logs through absl, from its background threads too: a failed save logs a dozen
+    # tracebacks before its exception reaches the checkpointer, which ends the run with one
+    # line (or the exception's own traceback when it is not a disk condition).
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+
     if flags.multihost or flags.coordinator_address:
         parallel.initialize_distributed(flags.coordinator_address, flags.num_processes,
                                         flags.process_id)

@@ -45,8 +45,11 @@ def main(argv: list[str]) -> None:
         overrides.append(f"eval.num_examples={flags.num_examples}")
     cli.init_runtime(flags)
     config, splits, family, trainer, state = runs.restore(flags, overrides)
-    if config.eval.num_samples and config.eval.extractor == "inception":
+    samples = bool(config.eval.num_samples) and isinstance(family, Sampler)
+    if samples and config.eval.extractor == "inception":
         inception.check_weights_file(config.eval.inception_weights)  # before any work
+    # Before any work too: an extractor cache that cannot be used fails here, not later.
+    extractors = runs.load_extractors(config, splits) if samples else None
     start = time.perf_counter()
     test = splits["test"]
     num_examples = min(config.eval.num_examples or len(test), len(test))
@@ -70,8 +73,9 @@ def main(argv: list[str]) -> None:
     }
     if reused:
         record["likelihood_from"] = source
-    if config.eval.num_samples and isinstance(family, Sampler):
-        found = runs.sample_metrics(trainer, state, config.eval.num_samples)
+    if samples:
+        found = runs.sample_metrics(trainer, state, config.eval.num_samples,
+                                    extractors=extractors)
         values.update(found["model"])
         record["real"] = found.pop("real")
         record.update({k: v for k, v in found.items() if k != "model"})

@@ -14,6 +14,10 @@ An experiment declares its sweep as a list of (name, {config key: value}) points
 Points that differ only in `sample.*` and `eval.*` keys (a guidance scale, a sampler)
 share one trained workdir, named after their training keys ("base" when none), and
 write their evaluations side by side as metrics_<point>.json.
+
+SIGTERM or SIGINT goes on to the point running (which checkpoints and exits), the sweep
+waits for it and exits with its code (75 after a checkpoint), starting nothing more; rerun
+the same command to continue.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import itertools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from typing import Any, Mapping, Sequence
@@ -120,6 +125,41 @@ def is_done(workdir: str, output: str = "metrics.json") -> bool:
         return False
 
 
+class ChildRunner:
+    """Runs one child at a time; while active, SIGTERM and SIGINT go on to the child, and
+    `signum` records that one came. The child runs in its own session, so a terminal's
+    Ctrl-C reaches it once, through us. (A trainer whose sweep was SIGKILLed trains on; the
+    workdir's lock keeps a restarted sweep from starting a second one beside it.)"""
+
+    def __init__(self):
+        self.child: subprocess.Popen | None = None
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> "ChildRunner":
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _forward(self, signum: int, frame) -> None:
+        self.signum = signum
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def run(self, command: list[str]) -> int:
+        if self.signum is not None:
+            return 128 + self.signum
+        self.child = subprocess.Popen(command, start_new_session=True)
+        try:
+            return self.child.wait()  # returns after the handler runs, once the child ends
+        finally:
+            self.child = None
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--config", required=True, help="experiments/NAME.py with get_sweep()")
@@ -158,17 +198,25 @@ def main(argv: list[str]) -> None:
         return
     os.makedirs(flags.workdir, exist_ok=True)
     failed = []
-    for index, (name, (train, evaluate)) in enumerate(commands.items(), 1):
-        directory, output = layout(name, dict(points)[name])
-        workdir = os.path.join(flags.workdir, directory)
-        if is_done(workdir, output):
-            print(f"[sweep] {index}/{len(commands)} {name}: done already", flush=True)
-            continue
-        print(f"[sweep] {index}/{len(commands)} {name}: {shlex.join(train)}", flush=True)
-        for command in (train, evaluate):
-            if subprocess.run(command).returncode != 0:
-                failed.append(name)
-                break
+    runner = ChildRunner()
+    with runner:
+        for index, (name, (train, evaluate)) in enumerate(commands.items(), 1):
+            directory, output = layout(name, dict(points)[name])
+            workdir = os.path.join(flags.workdir, directory)
+            if is_done(workdir, output):
+                print(f"[sweep] {index}/{len(commands)} {name}: done already", flush=True)
+                continue
+            print(f"[sweep] {index}/{len(commands)} {name}: {shlex.join(train)}", flush=True)
+            for command in (train, evaluate):
+                code = runner.run(command)
+                if runner.signum is not None:
+                    print(f"[sweep] stopped by {signal.Signals(runner.signum).name} in point "
+                          f"{name} (its exit code {code}); rerun the same command to continue",
+                          file=sys.stderr, flush=True)
+                    sys.exit(code if code > 0 else 128 + runner.signum)
+                if code != 0:
+                    failed.append(name)
+                    break
     if failed:
         print(f"error: {len(failed)} sweep point(s) failed: {', '.join(failed)}", file=sys.stderr)
         sys.exit(1)

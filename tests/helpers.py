@@ -36,10 +36,48 @@ def env_with_devices(num_devices: int | None = None) -> dict[str, str]:
 
 
 def run_cli(module: str, args: list[str], num_devices: int | None = None,
-            timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"jaxgen.{module}", *args], cwd=ROOT,
+            timeout: int = 300, cwd: str = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"jaxgen.{module}", *args], cwd=cwd,
                           env=env_with_devices(num_devices), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def start_cli(module: str, args: list[str], **kwargs) -> subprocess.Popen:
+    """A CLI in the background, its stderr kept (stdout dropped)."""
+    return subprocess.Popen([sys.executable, "-m", f"jaxgen.{module}", *args], cwd=ROOT,
+                            env=env_with_devices(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    directory = os.path.join(workdir, "checkpoints")
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(
+        directory) else []
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, workdir: str, step: int,
+                        timeout: float = 240) -> None:
+    """Returns once workdir has a checkpoint at or past `step`; fails if proc ended first."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint_steps(workdir) and checkpoint_steps(workdir)[-1] >= step:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint >= {step} while running (exit {proc.poll()})")
+
+
+def assert_same_state(workdir_a: str, workdir_b: str) -> None:
+    """The newest checkpoints of two workdirs are of one step and hold identical arrays."""
+    import jax
+    import numpy as np
+    step_a, state_a = final_state(workdir_a)
+    step_b, state_b = final_state(workdir_b)
+    assert step_a == step_b
+    leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for a, b in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(a, b)
 
 
 def train_tiny(workdir: str, steps: int, *extra: str, num_devices: int | None = None):
@@ -55,7 +93,8 @@ def final_state(workdir: str):
     import orbax.checkpoint as ocp
 
     directory = os.path.join(workdir, "checkpoints")
-    manager = ocp.CheckpointManager(directory)
+    manager = ocp.CheckpointManager(directory,
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
     step = manager.latest_step()
     # Saved on another topology (e.g. 8 devices): restore onto this process's first device.
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])

@@ -108,7 +108,11 @@ def iwae_log_likelihood(log_joint_fn, mean: jax.Array, log_variance: jax.Array, 
     std = jnp.exp(0.5 * log_variance)
 
     def log_weights(key):
-        eps = jax.random.normal(key, (chunk,) + mean.shape, mean.dtype)
+        # Drawn example-major, [B, chunk, L]: with JAX's partitionable threefry, example b
+        # gets the same draws in a batch of any length, so padding a batch to the devices
+        # changes no example's bound.
+        eps = jnp.swapaxes(jax.random.normal(key, mean.shape[:1] + (chunk,) + mean.shape[1:],
+                                             mean.dtype), 0, 1)
         z = mean + std * eps
         log_q = jnp.sum(gaussian_log_density(z, mean, log_variance), axis=-1)
         return jax.vmap(log_joint_fn)(z) - log_q  # [chunk, B]
