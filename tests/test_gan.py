@@ -192,6 +192,18 @@ def test_sample_draws_interpolations_and_a_class_grid_for_a_conditional_gan(tmp_
                        "sample_grid_step_0000010.png", "step_0000010.png"], written
 
 
+def test_an_unconditional_gan_samples_attribute_vectors_on_three_devices(tmp_path):
+    # The classifier that names the samples' classes runs on batches of 500 (not a multiple
+    # of 3) of replicated images: the extractor pads and splits them itself.
+    workdir = str(tmp_path)
+    result = run_cli("train", [*TINY_GAN, f"--workdir={workdir}", "--config.train.num_steps=10",
+                               "--config.train.batch_size=30"], num_devices=3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli("sample", [f"--workdir={workdir}", "--num=16", "--steps=5"], num_devices=3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "samples" / "interpolation_step_0000010.png").is_file()
+
+
 def test_the_trainer_runs_a_gan_in_process(tmp_path):
     flags, overrides = cli.parse(cli.parser(""), [*TINY_GAN, f"--workdir={tmp_path}",
                                                   "--config.train.num_steps=20"])

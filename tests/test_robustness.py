@@ -101,6 +101,34 @@ def test_sigterm_checkpoints_the_step_reached_and_the_restart_ends_exactly(tmp_p
     assert_same_state(straight, workdir)
 
 
+def test_sigterm_to_one_host_stops_every_host_at_one_step(tmp_path):
+    """Multi-host: the coordination service agrees on the step; each process checkpoints it
+    (a collective save) and exits with the preemption code."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = str(tmp_path / "run")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "jaxgen.train", *TINY, f"--workdir={workdir}",
+         "--config.train.num_steps=100000", f"--coordinator_address=127.0.0.1:{port}",
+         "--num_processes=2", f"--process_id={i}"],
+        cwd=ROOT, env=env_with_devices(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True) for i in range(2)]
+    try:
+        wait_for_checkpoint(procs[0], workdir, 20)
+        procs[1].send_signal(signal.SIGTERM)
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    lines = [_one_line_error(err, cli.EXIT_PREEMPTED, p.returncode, "stopped by SIGTERM at step")
+             for p, err in zip(procs, errors)]
+    assert lines[0] == lines[1]
+    stopped_at = int(lines[0].split("at step ")[1].split(":")[0])
+    assert checkpoint_steps(workdir)[-1] == stopped_at >= 20
+
+
 def test_a_second_signal_exits_at_once():
     script = textwrap.dedent("""
         import os, signal, time

@@ -19,6 +19,7 @@ import os
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxgen import parallel
@@ -29,8 +30,8 @@ RECORD_FILE = "extractor.json"
 
 @dataclasses.dataclass
 class Extractor:
-    """apply(images [B, H, W, C] in [0, 1], batch-sharded) -> {"features" [B, D],
-    "label" int32 [B]}, jit-compiled, replicated outputs."""
+    """apply(images [B, H, W, C] in [0, 1], any B) -> {"features" [B, D], "label" int32 [B]},
+    jit-compiled over the mesh (`on_mesh`), replicated outputs."""
     name: str
     apply: Callable[[jax.Array], dict[str, jax.Array]]
     num_classes: int
@@ -73,6 +74,23 @@ def exclusive(path: str, wait: bool = True):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def on_mesh(compiled: Callable[[Any, jax.Array], dict[str, jax.Array]], params: Any,
+            mesh) -> Callable[[jax.Array], dict[str, jax.Array]]:
+    """compiled(params, images batch-sharded over mesh) as a function of images of any count
+    and placement: a batch that does not split over the devices is padded, its extra rows
+    dropped."""
+    def apply(images: jax.Array) -> dict[str, jax.Array]:
+        count = images.shape[0]
+        rows = parallel.padded(count, mesh)
+        if rows != count:
+            images = jnp.concatenate([images, jnp.zeros((rows - count,) + images.shape[1:],
+                                                        images.dtype)])
+        # Images computed elsewhere (replicated, or on one device) are split over the mesh.
+        out = compiled(params, jax.device_put(images, parallel.batch_sharded(mesh)))
+        return out if rows == count else {k: v[:count] for k, v in out.items()}
+    return apply
+
+
 def classifier_extractor(model, params: Any, test_accuracy: float, directory: str,
                          num_classes: int) -> Extractor:
     """A trained `models.classifier.ConvClassifier` as an Extractor over the mesh."""
@@ -80,5 +98,5 @@ def classifier_extractor(model, params: Any, test_accuracy: float, directory: st
     compiled = jax.jit(lambda p, x: predict(model, p, x),
                        in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
                        out_shardings=parallel.replicated(mesh))
-    return Extractor(name="jaxgen-classifier", apply=lambda images: compiled(params, images),
+    return Extractor(name="jaxgen-classifier", apply=on_mesh(compiled, params, mesh),
                      num_classes=num_classes, test_accuracy=test_accuracy, directory=directory)

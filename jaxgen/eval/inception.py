@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxgen import parallel
 from jaxgen.config import ConfigError
+from jaxgen.eval import extractor as extractor_lib
 from jaxgen.eval.extractor import Extractor
 
 INPUT_SIZE = 299
@@ -213,5 +214,6 @@ def load_inception(path: str) -> Extractor:
     compiled = jax.jit(features, in_shardings=(parallel.replicated(mesh),
                                                parallel.batch_sharded(mesh)),
                        out_shardings=parallel.replicated(mesh))
-    return Extractor(name="inception-v3-fid", apply=lambda images: compiled(variables, images),
-                     num_classes=0, test_accuracy=float("nan"), directory=path)
+    return Extractor(name="inception-v3-fid",
+                     apply=extractor_lib.on_mesh(compiled, variables, mesh), num_classes=0,
+                     test_accuracy=float("nan"), directory=path)
