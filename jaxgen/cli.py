@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
+import traceback
 from typing import Callable
 
 import ml_collections
@@ -58,10 +60,27 @@ def init_runtime(flags: argparse.Namespace) -> None:
     # tracebacks before its exception reaches the checkpointer, which ends the run with one
     # line (or the exception's own traceback when it is not a disk condition).
     logging.getLogger("absl").setLevel(logging.CRITICAL)
+    sys.unraisablehook = _without_aborted_io(sys.unraisablehook)
 
     if flags.multihost or flags.coordinator_address:
         parallel.initialize_distributed(flags.coordinator_address, flags.num_processes,
                                         flags.process_id)
+
+
+def _without_aborted_io(hook):
+    """sys.unraisablehook minus the by-products of a checkpoint read or write that failed
+    (a damaged file, a full disk): TensorStore's callbacks of operations still in flight
+    when Orbax's event loop closed, and Orbax coroutines closed unfinished. The failure
+    itself reaches the checkpointer as an exception and ends as one line."""
+    def hook_(unraisable):
+        error = unraisable.exc_value
+        frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback \
+            else []
+        if (isinstance(error, RuntimeError) and str(error) == "Event loop is closed") or any(
+                f"{os.sep}orbax{os.sep}" in frame.filename for frame in frames):
+            return
+        hook(unraisable)
+    return hook_
 
 
 def resolve_config(flags: argparse.Namespace, overrides: list[str]) -> ml_collections.ConfigDict:

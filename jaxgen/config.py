@@ -43,7 +43,6 @@ class Check:
 POSITIVE = Check(lambda v: v > 0, "must be positive")
 NON_NEGATIVE = Check(lambda v: v >= 0, "must be >= 0")
 FRACTION = Check(lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
-NONE_OR_TWO = Check(lambda v: v == 0 or v >= 2, "must be 0 (off) or >= 2 (a covariance)")
 POSITIVE_ENTRIES = Check(lambda v: len(v) > 0 and all(x > 0 for x in v),
                          "must be a non-empty tuple of positive numbers")
 
@@ -84,7 +83,7 @@ BASE_KEYS: dict[str, Key] = {
     "eval.num_examples": Key(0, "test examples evaluated (0: the whole test split)",
                              check=NON_NEGATIVE),
     "eval.num_samples": Key(10000, "samples of jaxgen.evaluate's FID, KID, precision/recall, "
-                                   "coverage (0: likelihood metrics only)", check=NONE_OR_TWO),
+                                   "coverage (0: likelihood metrics only)", check=NON_NEGATIVE),
     "eval.sample_batch_size": Key(500, "global batch of sampling for the metrics (padded to "
                                        "the devices)", check=POSITIVE),
     "eval.extractor": Key("classifier", "features of the FID family of metrics",
@@ -101,7 +100,7 @@ BASE_KEYS: dict[str, Key] = {
                                         "the data's share"),
     "eval.track_samples": Key(0, "samples whose metrics are logged at every eval step of "
                                  "training, the same z each time (0: off)",
-                              check=NONE_OR_TWO),
+                              check=NON_NEGATIVE),
     "sample.every_steps": Key(500, "steps between sample grids", check=POSITIVE),
     "sample.num": Key(64, "images in a sample grid", check=POSITIVE),
     "checkpoint.every_steps": Key(500, "steps between checkpoints", check=POSITIVE),
@@ -227,6 +226,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     check_keys(config, BASE_KEYS)
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.source=tfds needs data.name (e.g. fashion_mnist)")
+    # Sample metrics need a few samples: KID two blocks of two, precision/recall pr_k + 1.
+    fewest = max(4, config.eval.pr_k + 1)
+    for key in ("num_samples", "track_samples"):
+        if 0 < config.eval[key] < fewest:
+            raise ConfigError(f"eval.{key}={config.eval[key]} is too few for the sample metrics "
+                              f"(KID and precision/recall with eval.pr_k={config.eval.pr_k}): "
+                              f"use 0 or >= {fewest}")
     size = config.train.batch_size
     if size % num_devices:
         # num_devices is a multiple of num_processes: a multiple of it divides by both.

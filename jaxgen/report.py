@@ -21,7 +21,7 @@ import os
 import statistics
 from typing import Any
 
-from jaxgen import cli, config as config_lib
+from jaxgen import cli, config as config_lib, workdir as workdir_lib
 from jaxgen.writers import read_metrics
 
 # Keys that say how often, where or in what chunks, not what is trained or measured: never
@@ -265,7 +265,7 @@ def main(argv: list[str]) -> None:
         raise config_lib.ConfigError(f"metric '{unknown[0]}' is in no metrics.json (found: "
                                      f"{', '.join(sorted(present))})")
     out = flags.out or flags.roots[0]
-    os.makedirs(out, exist_ok=True)
+    workdir_lib.check_usable(out, write=True, what="--out directory")
     table = markdown(rows, keys, chosen)
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(f"{len(runs)} runs under {', '.join(flags.roots)}; mean ± std over seeds\n\n")

@@ -112,27 +112,31 @@ def restore_latest(workdir: str, abstract_state: Any) -> tuple[Any, dict[str, in
         manager.close()
 
 
-def check_usable(workdir: str, write: bool) -> None:
+def check_usable(workdir: str, write: bool, what: str = "workdir") -> None:
     """ConfigError (one line: the path and the cause) unless workdir is (or can become) a
-    directory this process can read and, with write, write."""
+    directory this process can read and, with write, write. `what` names it in the error."""
     existing = os.path.abspath(workdir)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        what = "is" if existing == os.path.abspath(workdir) else "lies under"
-        raise config_lib.ConfigError(f"workdir {workdir} {what} a file, not a directory "
+        verb = "is" if existing == os.path.abspath(workdir) else "lies under"
+        raise config_lib.ConfigError(f"{what} {workdir} {verb} a file, not a directory "
                                      f"({existing})")
     if not write:
         return
-    try:  # access() trusts permissions alone: a read-only mount or root needs a real write
+    try:
         os.makedirs(workdir, exist_ok=True)
-        probe = path(workdir, f".write_test{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
     except OSError as e:
-        raise config_lib.ConfigError(f"cannot write to workdir {workdir}: "
+        raise config_lib.ConfigError(f"cannot write to {what} {workdir}: "
                                      f"{e.strerror or e}") from None
+    # access(2) answers for the effective user and knows read-only mounts (EROFS).
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        reason = "Read-only file system" if _read_only_mount(workdir) else "Permission denied"
+        raise config_lib.ConfigError(f"cannot write to {what} {workdir}: {reason}")
+
+
+def _read_only_mount(directory: str) -> bool:
+    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
 
 
 # The writer's lock. An flock: the OS releases it when its process ends in any way (a kill,

@@ -238,9 +238,12 @@ def test_each_experiment_validates_on_any_device_count_or_names_the_fix(path):
 
 
 def test_vae_digits_trains_samples_and_evaluates_on_3_and_8_devices(tmp_path):
-    # Batches of 24 train on both; evaluation batches of 50 pad to 51 and 56.
+    # Batches of 24 train on both; evaluation batches of 50 pad to 51 and 56. A classifier of
+    # its own (60 steps) is trained by the 3-device evaluation, on 2 of the 3 devices (its
+    # batch of 128 is fixed), and reused by the 8-device one.
     args = ["--config.train.batch_size=24", "--config.eval.batch_size=50",
-            "--config.eval.sample_batch_size=50", "--config.eval.num_examples=0"]
+            "--config.eval.sample_batch_size=50", "--config.eval.num_examples=0",
+            "--config.eval.extractor_steps=60"]
     values = {}
     for devices in (3, 8):
         workdir = str(tmp_path / f"devices{devices}")
@@ -249,6 +252,7 @@ def test_vae_digits_trains_samples_and_evaluates_on_3_and_8_devices(tmp_path):
         assert sampled.returncode == 0, sampled.stderr[-3000:]
         evaluated = run_cli("evaluate", [f"--workdir={workdir}"], num_devices=devices)
         assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        assert ("training the evaluation classifier" in evaluated.stderr) == (devices == 3)
         record = json.load(open(os.path.join(workdir, "metrics.json")))
         assert record["num_samples"] == 256 and record["num_examples"] == 359
         values[devices] = record["values"]
@@ -363,7 +367,7 @@ def experiment_with(tmp_path):
 
 
 @pytest.mark.parametrize("case", [
-    "sample.num=0", "eval.num_examples=-1", "eval.num_samples=1", "features=(8.5,16)",
+    "sample.num=0", "eval.num_examples=-1", "eval.track_samples=2", "features=(8.5,16)",
     "seed=-1", "idx_test_size", "idx_labels_200", "idx_corrupt_gzip", "syntax_error",
     "name_error", "import_error", "workdir_is_file", "workdir_under_file",
 ])
@@ -409,7 +413,8 @@ def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with)
     ("sample", ["--steps=0"], "--steps (images along an interpolation) must be >= 2"),
     ("sample", ["--attribute=a,b"], "--attribute must be two classes FROM,TO"),
     ("sample", ["--attribute=0,99"], "--attribute=0,99 names a class outside 0..9"),
-    ("evaluate", ["--num_samples=-1"], "eval.num_samples must be 0 (off) or >= 2"),
+    ("evaluate", ["--num_samples=-1"], "eval.num_samples must be >= 0"),
+    ("evaluate", ["--num_samples=3"], "eval.num_samples=3 is too few for the sample metrics"),
     ("evaluate", ["--output=../metrics.json"], "--output must be a .json file name"),
     ("evaluate", ["--config.seed=x"], "config key 'seed' expects int"),
 ])
