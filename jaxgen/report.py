@@ -46,7 +46,7 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                                                                 "samples"))
             if "config.json" not in files:
                 continue
-            trained = _read_json(os.path.join(directory, "config.json"))
+            trained = workdir_lib.read_json_object(os.path.join(directory, "config.json"))
             evaluations = [n for n in sorted(files)
                            if n.startswith("metrics") and n.endswith(".json")]
             if not evaluations and "metrics.jsonl" in files:
@@ -55,7 +55,7 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                              "config": config_lib.flatten(trained), "metrics": {}})
             for name in evaluations:
                 path = os.path.join(directory, name)
-                record = _read_json(path)
+                record = workdir_lib.read_json_object(path)
                 if not isinstance(record.get("values"), dict) or not all(
                         isinstance(v, (int, float)) for v in record["values"].values()):
                     raise config_lib.ConfigError(f"{path} is not an evaluation record (no "
@@ -64,17 +64,6 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                 config = config_lib.flatten(record.get("config", trained))
                 runs.append({"workdir": path, "config": config, "metrics": record["values"]})
     return runs
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            tree = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise config_lib.ConfigError(f"{path} is not readable JSON ({e})") from None
-    if not isinstance(tree, dict):
-        raise config_lib.ConfigError(f"{path} holds no JSON object")
-    return tree
 
 
 def swept_keys(runs: list[dict[str, Any]]) -> list[str]:

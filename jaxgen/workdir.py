@@ -67,13 +67,19 @@ def read_config_dict(workdir: str) -> dict:
     file = path(workdir, CONFIG_FILE)
     if not os.path.isfile(file):
         raise config_lib.ConfigError(f"no trained run in '{workdir}' (no {CONFIG_FILE})")
+    return read_json_object(file)
+
+
+def read_json_object(file: str) -> dict:
+    """A JSON file holding an object (a config, an evaluation record); ConfigError naming the
+    file when it cannot be read or holds something else."""
     try:
         with open(file, encoding="utf-8") as f:
             tree = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise config_lib.ConfigError(f"{file} is not a readable JSON config ({e})") from None
+        raise config_lib.ConfigError(f"{file} is not readable JSON ({e})") from None
     if not isinstance(tree, dict):
-        raise config_lib.ConfigError(f"{file} holds no config (a JSON object)")
+        raise config_lib.ConfigError(f"{file} holds no JSON object")
     return tree
 
 

@@ -49,6 +49,21 @@ def start_cli(module: str, args: list[str], **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def start_train_processes(args: list[str], num_processes: int = 2,
+                          devices_each: int = 2) -> list[subprocess.Popen]:
+    """One jaxgen.train per process of a multi-process job on loopback (gloo collectives),
+    stdout and stderr kept."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [subprocess.Popen(
+        [sys.executable, "-m", "jaxgen.train", *args, f"--coordinator_address=127.0.0.1:{port}",
+         f"--num_processes={num_processes}", f"--process_id={i}"],
+        cwd=ROOT, env=env_with_devices(devices_each), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i in range(num_processes)]
+
+
 def checkpoint_steps(workdir: str) -> list[int]:
     directory = os.path.join(workdir, "checkpoints")
     return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(

@@ -21,8 +21,9 @@ import pytest
 from jaxgen import checkpoint as checkpoint_lib, cli, config as config_lib
 from jaxgen.families import trained
 from tests.helpers import (ROOT, SMALL_EVAL, TINY, assert_same_state, checkpoint_steps,
-                           env_with_devices, final_state, run_cli, start_cli, train_tiny,
-                           tree_snapshot, wait_for_checkpoint)
+                           env_with_devices, final_state, run_cli, start_cli,
+                           start_train_processes, train_tiny, tree_snapshot,
+                           wait_for_checkpoint)
 
 STEPS = 200
 
@@ -104,17 +105,9 @@ def test_sigterm_checkpoints_the_step_reached_and_the_restart_ends_exactly(tmp_p
 def test_sigterm_to_one_host_stops_every_host_at_one_step(tmp_path):
     """Multi-host: the coordination service agrees on the step; each process checkpoints it
     (a collective save) and exits with the preemption code."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     workdir = str(tmp_path / "run")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxgen.train", *TINY, f"--workdir={workdir}",
-         "--config.train.num_steps=100000", f"--coordinator_address=127.0.0.1:{port}",
-         "--num_processes=2", f"--process_id={i}"],
-        cwd=ROOT, env=env_with_devices(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True) for i in range(2)]
+    procs = start_train_processes([*TINY, f"--workdir={workdir}",
+                                   "--config.train.num_steps=100000"])
     try:
         wait_for_checkpoint(procs[0], workdir, 20)
         procs[1].send_signal(signal.SIGTERM)

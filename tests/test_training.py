@@ -2,9 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -12,8 +9,8 @@ import pytest
 
 from jaxgen import cli, runs, trainer
 from jaxgen.writers import read_metrics
-from tests.helpers import (ROOT, TINY, assert_kill_and_resume_match, env_with_devices,
-                           final_state, run_cli, train_tiny, tree_snapshot)
+from tests.helpers import (TINY, assert_kill_and_resume_match, final_state, run_cli,
+                           start_train_processes, train_tiny, tree_snapshot)
 
 
 def _assert_same_metrics(rows_a, rows_b, rtol=1e-4):
@@ -50,22 +47,10 @@ def test_eight_devices_give_the_losses_of_one(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_give_the_losses_of_one_with_four_devices(tmp_path):
     train_tiny(str(tmp_path / "single"), 30, num_devices=4)
-    port = _free_port()
     workdir = str(tmp_path / "multi")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxgen.train", *TINY, f"--workdir={workdir}",
-         "--config.train.num_steps=30", f"--coordinator_address=127.0.0.1:{port}",
-         "--num_processes=2", f"--process_id={i}"],
-        cwd=ROOT, env=env_with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True) for i in range(2)]
+    procs = start_train_processes([*TINY, f"--workdir={workdir}", "--config.train.num_steps=30"])
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
