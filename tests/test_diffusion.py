@@ -50,6 +50,54 @@ def test_cosine_schedule_matches_the_formula_in_float64():
     assert np.all(betas > 0) and np.all(betas <= 0.999) and betas[-1] == 0.999
 
 
+@pytest.mark.parametrize("name", ["cosine", "linear"])
+def test_every_coefficient_is_the_float64_value_rounded_once(name):
+    schedule = schedules.make_schedule(name, 1000)
+    betas = (schedules.cosine_betas if name == "cosine" else schedules.linear_betas)(1000)
+    abar = np.cumprod(1.0 - betas)
+    abar_prev = np.concatenate([[1.0], abar[:-1]])
+    reference = {
+        "sqrt_alpha_bar": np.sqrt(abar), "sqrt_one_minus_alpha_bar": np.sqrt(1.0 - abar),
+        "posterior_mean_x0": betas * np.sqrt(abar_prev) / (1.0 - abar),
+        "posterior_mean_xt": (1.0 - abar_prev) * np.sqrt(1.0 - betas) / (1.0 - abar),
+    }
+    for key, value in reference.items():
+        np.testing.assert_array_equal(getattr(schedule, key), value.astype(np.float32),
+                                      err_msg=key)
+    # At t = 1 the posterior mean is x0 exactly: beta_1 / (1 - abar_1) = 1, which float32
+    # arithmetic on float32 betas got as 0.99947 (cosine).
+    assert float(schedule.posterior_mean_x0[0]) == 1.0
+    assert float(schedule.posterior_mean_xt[0]) == 0.0
+
+
+def test_the_decoder_term_l0_equals_a_float64_reference():
+    """L_0 = -log p(x0 | x1) of the discretised decoder (Ho et al. 2020, eq. 13) for a nearly
+    exact denoiser on 8-bit pixels (where a trained model is: the case the float32 x0
+    coefficient, 0.99947, biased), against NumPy in float64 throughout (erf from math)."""
+    family = _family(T=1000)
+    process = family.process
+    rng = np.random.default_rng(1)
+    x0 = (rng.integers(0, 256, (4, 8, 8, 1)) / 255.0 * 2 - 1).astype(np.float32)
+    noise = rng.normal(size=x0.shape).astype(np.float32)
+    eps_hat = (noise + 0.02 * rng.normal(size=x0.shape)).astype(np.float32)
+    index = jnp.zeros((4,), jnp.int32)
+    got = process.bound_term(lambda x_t, i: jnp.asarray(eps_hat), jnp.asarray(x0), index,
+                             jnp.asarray(noise), num_levels=256)
+
+    betas = schedules.cosine_betas(1000)
+    abar = np.cumprod(1.0 - betas)
+    x0_64, noise_64, eps_64 = (a.astype(np.float64) for a in (x0, noise, eps_hat))
+    x1 = np.sqrt(abar[0]) * x0_64 + np.sqrt(1 - abar[0]) * noise_64
+    mean = np.clip((x1 - np.sqrt(1 - abar[0]) * eps_64) / np.sqrt(abar[0]), -1, 1)
+    variance = betas[1] * (1 - abar[0]) / (1 - abar[1])  # beta~_2: beta~_1 = 0 is clipped
+    std, half = math.sqrt(variance), 1.0 / 255
+    cdf = np.vectorize(lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2))))
+    upper = np.where(x0_64 > 1 - 1e-3, 1.0, cdf((x0_64 - mean + half) / std))
+    lower = np.where(x0_64 < -1 + 1e-3, 0.0, cdf((x0_64 - mean - half) / std))
+    reference = -np.log(np.maximum(upper - lower, 1e-12)).reshape(4, -1).sum(axis=1)
+    np.testing.assert_allclose(np.asarray(got), reference, rtol=1e-4)
+
+
 def test_linear_schedule_is_ho_et_al():
     betas = schedules.linear_betas(1000)
     assert betas[0] == pytest.approx(1e-4) and betas[-1] == pytest.approx(0.02)

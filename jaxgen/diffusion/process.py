@@ -41,10 +41,15 @@ class GaussianProcess:
     def num_timesteps(self) -> int:
         return self.schedule.num_steps
 
+    def _roots(self, index):
+        """(sqrt(abar_t), sqrt(1 - abar_t)) at index, [B, 1, 1, 1] (float64-derived)."""
+        s = self.schedule
+        return gather(s.sqrt_alpha_bar, index), gather(s.sqrt_one_minus_alpha_bar, index)
+
     def q_sample(self, x0, index, noise):
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps: q(x_t | x_0) (Ho et al. 2020, eq. 4)."""
-        abar = gather(self.schedule.alpha_bar, index)
-        return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
+        a, b = self._roots(index)
+        return a * x0 + b * noise
 
     def target(self, x0, noise, index):
         """What the network regresses: eps, x0, or v = sqrt(abar) eps - sqrt(1 - abar) x0
@@ -53,13 +58,12 @@ class GaussianProcess:
             return noise
         if self.prediction == "x0":
             return x0
-        abar = gather(self.schedule.alpha_bar, index)
-        return jnp.sqrt(abar) * noise - jnp.sqrt(1.0 - abar) * x0
+        a, b = self._roots(index)
+        return a * noise - b * x0
 
     def to_eps_x0(self, output, x_t, index):
         """The network's output -> (eps, x0) at x_t: the inverse of `target`."""
-        abar = gather(self.schedule.alpha_bar, index)
-        a, b = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+        a, b = self._roots(index)
         if self.prediction == "eps":
             return output, (x_t - b * output) / a
         if self.prediction == "x0":
@@ -67,21 +71,17 @@ class GaussianProcess:
         return b * x_t + a * output, a * x_t - b * output
 
     def x0_from_eps(self, x_t, eps, index):
-        abar = gather(self.schedule.alpha_bar, index)
-        return (x_t - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
+        a, b = self._roots(index)
+        return (x_t - b * eps) / a
 
     def posterior_mean(self, x0, x_t, index):
         """Mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
         s = self.schedule
-        beta, abar = gather(s.betas, index), gather(s.alpha_bar, index)
-        abar_prev, alpha = gather(s.alpha_bar_prev, index), gather(s.alphas, index)
-        return (beta * jnp.sqrt(abar_prev) / (1.0 - abar)) * x0 + (
-            (1.0 - abar_prev) * jnp.sqrt(alpha) / (1.0 - abar)) * x_t
+        return gather(s.posterior_mean_x0, index) * x0 + gather(s.posterior_mean_xt, index) * x_t
 
     def model_log_variance(self, index):
         """log of p's variance beta~_t ("fixed small"; at t = 1 that of t = 2, as beta~_1 = 0)."""
-        variance = self.schedule.posterior_variance
-        return jnp.log(jnp.concatenate([variance[1:2], variance[1:]]))[index]
+        return self.schedule.posterior_log_variance_clipped[index]
 
     # The variational bound (Ho et al. 2020, eq. 5).
 
@@ -104,8 +104,10 @@ class GaussianProcess:
 
     def prior_term(self, x0):
         """L_T = KL(q(x_T | x_0) || N(0, I)): [B]."""
-        abar = self.schedule.alpha_bar[-1]
-        return _sum_per_example(normal_kl(jnp.sqrt(abar) * x0, jnp.log(1.0 - abar), 0.0, 0.0))
+        s = self.schedule
+        return _sum_per_example(normal_kl(s.sqrt_alpha_bar[-1] * x0,
+                                          2.0 * jnp.log(s.sqrt_one_minus_alpha_bar[-1]), 0.0,
+                                          0.0))
 
     def variational_bound(self, denoise: Denoiser, x0, rng, num_levels: int,
                           num_terms: int = 0, clip_x0: bool = True):

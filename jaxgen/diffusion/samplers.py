@@ -115,8 +115,8 @@ def classifier_guided(process: GaussianProcess, eps_x0: EpsX0,
     log_prob_gradient: (x_t, index) -> grad_x log p(y | x_t, t) [B, ...]."""
     def guided(x_t, index):
         eps, _ = eps_x0(x_t, index)
-        abar = gather(process.schedule.alpha_bar, index)
-        eps = eps - jnp.sqrt(1.0 - abar) * scale * log_prob_gradient(x_t, index)
+        root = gather(process.schedule.sqrt_one_minus_alpha_bar, index)
+        eps = eps - root * scale * log_prob_gradient(x_t, index)
         return eps, process.x0_from_eps(x_t, eps, index)
     return guided
 
@@ -147,7 +147,7 @@ def run(process: GaussianProcess, eps_x0: EpsX0, sampler: str, steps: int, eta: 
         else set()
     snapshot_mask = jnp.asarray([k in snapshot_at for k in range(total)])
     report_every = max(total // 10, 1)
-    alpha_bar = process.schedule.alpha_bar
+    roots = process.schedule.sqrt_alpha_bar, process.schedule.sqrt_one_minus_alpha_bar
 
     def body(x, inputs):
         k, pair, take = inputs
@@ -160,8 +160,7 @@ def run(process: GaussianProcess, eps_x0: EpsX0, sampler: str, steps: int, eta: 
         eps, x0 = eps_x0(x, jnp.full((x.shape[0],), pair[0]))
         if clip_x0:
             x0 = jnp.clip(x0, -1.0, 1.0)
-        abar = alpha_bar[pair[0]]
-        eps = (x - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
+        eps = (x - roots[0][pair[0]] * x0) / roots[1][pair[0]]
         x_next = step_fn(process, x, eps, x0, pair, noise, eta)
         return x_next, (jnp.where(take, x, 0.0) if keep else None)
 
