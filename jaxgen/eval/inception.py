@@ -128,13 +128,23 @@ class InceptionE(nn.Module):
         return jnp.concatenate([b1, b3, bd, bp], -1)
 
 
+def resize_like_pytorch_fid(images: jax.Array) -> jax.Array:
+    """images [B, H, W, C] -> [B, 299, 299, C] as pytorch-fid resizes them:
+    `F.interpolate(mode="bilinear", align_corners=False)`, which samples at half-pixel
+    centres, clamps at the borders and never antialiases. jax.image.resize antialiases when
+    it shrinks by default, which changed the features of inputs larger than 299 px by more
+    than their own size (issue 13); enlarged inputs (MNIST, CIFAR) were not affected."""
+    return jax.image.resize(images, (images.shape[0], INPUT_SIZE, INPUT_SIZE, images.shape[-1]),
+                            "bilinear", antialias=False)
+
+
 class FIDInceptionV3(nn.Module):
     """images [B, H, W, 1 or 3] in [0, 1] -> pool3 features [B, 2048]."""
 
     @nn.compact
     def __call__(self, images):
         x = images if images.shape[-1] == 3 else jnp.repeat(images, 3, axis=-1)
-        x = jax.image.resize(x, (x.shape[0], INPUT_SIZE, INPUT_SIZE, 3), "bilinear")
+        x = resize_like_pytorch_fid(x)
         x = 2.0 * x - 1.0
         x = BasicConv(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
         x = BasicConv(32, (3, 3), name="Conv2d_2a_3x3")(x)
