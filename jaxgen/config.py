@@ -94,8 +94,10 @@ BASE_KEYS: dict[str, Key] = {
     "eval.extractor_dir": Key("", "cache of trained classifiers (\"\": "
                                   "$JAXGEN_CACHE/extractors)"),
     "eval.pr_k": Key(3, "k of the k-NN manifolds of precision/recall", check=POSITIVE),
-    "eval.kid_block_size": Key(1000, "samples per KID block",
-                               check=Check(lambda v: v >= 2, "must be >= 2")),
+    "eval.kid_subsets": Key(100, "random subsets of KID's mean and standard deviation "
+                                 "(torch-fidelity's convention)", check=POSITIVE),
+    "eval.kid_subset_size": Key(1000, "samples per KID subset (at most the smaller set)",
+                                check=Check(lambda v: v >= 2, "must be >= 2")),
     "eval.coverage_threshold": Key(0.1, "a class is covered when its share >= threshold x "
                                         "the data's share"),
     "eval.track_samples": Key(0, "samples whose metrics are logged at every eval step of "
@@ -226,8 +228,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     check_keys(config, BASE_KEYS)
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.source=tfds needs data.name (e.g. fashion_mnist)")
-    # Sample metrics need a few samples: KID two blocks of two, precision/recall pr_k + 1.
-    fewest = max(4, config.eval.pr_k + 1)
+    # Sample metrics need a few samples: KID two, precision/recall pr_k + 1.
+    fewest = max(2, config.eval.pr_k + 1)
     for key in ("num_samples", "track_samples"):
         if 0 < config.eval[key] < fewest:
             raise ConfigError(f"eval.{key}={config.eval[key]} is too few for the sample metrics "

@@ -88,9 +88,9 @@ def main(argv: list[str]) -> None:
 # Keys that change only which samples are drawn or how they are scored (and when things
 # happen): they leave every likelihood metric of a checkpoint as it is.
 SAMPLE_ONLY_KEYS = ("sample.", "eval.num_samples", "eval.sample_batch_size", "eval.extractor",
-                    "eval.inception_weights", "eval.pr_k", "eval.kid_block_size",
-                    "eval.coverage_threshold", "eval.track_samples", "eval.every_steps",
-                    "train.num_steps", "train.log_every_steps", "checkpoint.")
+                    "eval.inception_weights", "eval.pr_k", "eval.kid_subsets",
+                    "eval.kid_subset_size", "eval.coverage_threshold", "eval.track_samples",
+                    "eval.every_steps", "train.num_steps", "train.log_every_steps", "checkpoint.")
 
 
 def reusable_likelihoods(workdir: str, output: str, config, step: int

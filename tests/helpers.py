@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # points JAXGEN_CACHE at one directory per test session).
 SMALL_EVAL = [
     "--config.eval.num_samples=256", "--config.eval.sample_batch_size=64",
-    "--config.eval.kid_block_size=64", "--config.eval.extractor_steps=500",
+    "--config.eval.kid_subsets=20", "--config.eval.extractor_steps=500",
 ]
 
 TINY = [

@@ -51,15 +51,41 @@ def test_fid_of_samples_zero_for_same_distribution_symmetric_and_growing_with_sh
     assert shifts[1] == pytest.approx(16.0, rel=0.05)
 
 
-def test_kid_unbiased_near_zero_and_standard_error_shrinks_with_n():
+def _cubic_kernel_mmd2_reference(x, y):
+    """torch-fidelity's mmd2 written out: k(a, b) = (a.b / d + 1)^3, unbiased estimator."""
+    d, m = x.shape[1], len(x)
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy))
+            / (m * (m - 1)) - 2 * kxy.mean())
+
+
+def test_kid_is_the_mean_and_std_over_random_subsets_as_torch_fidelity():
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(3000, 16))
+    generated = rng.normal(size=(2000, 16)) + 0.3
+    mean, std = metrics.kid(generated, reference, subsets=7, subset_size=500, seed=3)
+    draw = np.random.default_rng(3)
+    expected = [_cubic_kernel_mmd2_reference(generated[draw.choice(2000, 500, replace=False)],
+                                             reference[draw.choice(3000, 500, replace=False)])
+                for _ in range(7)]
+    assert mean == pytest.approx(np.mean(expected), rel=1e-9)
+    assert std == pytest.approx(np.std(expected), rel=1e-9)
+
+
+def test_kid_is_unbiased_near_zero_and_its_spread_shrinks_with_the_subset_size():
     rng = np.random.default_rng(2)
     reference = rng.normal(size=(8000, 16))
-    small = metrics.kid(rng.normal(size=(400, 16)), reference, block_size=100)
-    large = metrics.kid(rng.normal(size=(6400, 16)), reference, block_size=100)
-    shifted = metrics.kid(rng.normal(size=(6400, 16)) + 0.5, reference, block_size=100)
-    assert large[1] < small[1] / 2  # 64 blocks against 4: about 4x smaller
-    assert abs(large[0]) < 3 * large[1]  # zero within three standard errors
+    same = rng.normal(size=(6400, 16))
+    small = metrics.kid(same, reference, subsets=100, subset_size=100)
+    large = metrics.kid(same, reference, subsets=100, subset_size=1600)
+    shifted = metrics.kid(same + 0.5, reference, subsets=100, subset_size=1600)
+    assert large[1] < small[1] / 3  # the MMD's spread falls about as 1 / subset size
+    assert abs(large[0]) < 3 * large[1] / np.sqrt(100) + 1e-3  # zero, up to its error
     assert shifted[0] > 10 * shifted[1] > 0
+    # A subset larger than a set is cut to it.
+    assert metrics.kid(same[:50], reference, subsets=5, subset_size=1000)[0] == pytest.approx(
+        metrics.kid(same[:50], reference, subsets=5, subset_size=50)[0])
 
 
 def test_mmd_is_unbiased_against_the_definition():

@@ -91,8 +91,9 @@ def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray],
             requested: np.ndarray | None = None) -> dict[str, float]:
     """Every sample metric of a candidate set (features, labels) against the reference."""
     out = {"fid": metrics.fid(candidate["features"], reference["features"])}
-    out["kid"], out["kid_stderr"] = metrics.kid(candidate["features"], reference["features"],
-                                                eval_config.kid_block_size, seed)
+    out["kid"], out["kid_std"] = metrics.kid(candidate["features"], reference["features"],
+                                             eval_config.kid_subsets,
+                                             eval_config.kid_subset_size, seed)
     out.update(metrics.precision_recall(candidate["features"], reference["features"],
                                         eval_config.pr_k))
     out.update(metrics.mode_coverage(candidate["label"], reference["true_label"], num_classes,
