@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jaxgen import cli, config as config_lib, latent, parallel, runs, workdir as workdir_lib
 from jaxgen.contract import LatentModel, LikelihoodModel, Sampler
 from jaxgen.data.ranges import to_model_range
-from jaxgen.eval import inception
+from jaxgen.eval import baselines, inception
 
 
 def main(argv: list[str]) -> None:
@@ -61,6 +61,9 @@ def main(argv: list[str]) -> None:
             state, family.likelihood_step if isinstance(family, LikelihoodModel) else None)
         if isinstance(family, LatentModel) and family.value_range == "unit":
             values.update(reconstruction_metrics(family, state, splits, num_examples))
+        if any(k.endswith(BITS) for k in values):  # what a bits/dim figure must beat
+            values[BASELINE] = baselines.pixel_histogram_bits_per_dim(
+                splits["train"], test, binarize=config.data.binarize)
     record = {
         "step": int(state.step),
         "values": values,
@@ -79,6 +82,7 @@ def main(argv: list[str]) -> None:
         values.update(found["model"])
         record["real"] = found.pop("real")
         record.update({k: v for k, v in found.items() if k != "model"})
+    record["worse_than_baseline"] = worse_than_baseline(values)
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():
         workdir_lib.write_json_atomic(workdir_lib.path(flags.workdir, flags.output), record)
@@ -116,6 +120,18 @@ def reusable_likelihoods(workdir: str, output: str, config, step: int
     return None
 
 
+BITS = "_bits_per_dim"
+BASELINE = "pixel_histogram_bits_per_dim"
+
+
+def worse_than_baseline(values: dict[str, float]) -> list[str]:
+    """The bits/dim metrics above the independent per-pixel histogram's (eval.baselines)."""
+    if BASELINE not in values:
+        return []
+    return sorted(k for k, v in values.items()
+                  if k.endswith(BITS) and k != BASELINE and v > values[BASELINE])
+
+
 def reconstruction_metrics(family, state, splits, num_examples: int) -> dict[str, float]:
     test, train = splits["test"], splits["train"]
     count = min(num_examples, 2000)
@@ -144,6 +160,9 @@ def format_table(record: dict) -> str:
     for key in sorted(values):
         lines.append(f"{key:<{width}}  {_fmt(values[key]):>12}  "
                      f"{_fmt(real[key]) if key in real else '':>12}")
+    for key in record.get("worse_than_baseline", []):
+        lines.append(f"warning: {key} is worse than an independent per-pixel histogram "
+                     f"({_fmt(values[BASELINE])} bits/dim)")
     return "\n".join(lines)
 
 

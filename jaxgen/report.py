@@ -30,7 +30,8 @@ IGNORED_PREFIXES = ("seed", "data.data_dir", "train.log_every_steps", "checkpoin
                     "eval.every_steps", "eval.batch_size", "eval.sample_batch_size",
                     "eval.iwae_chunk", "eval.extractor_dir", "sample.every_steps", "sample.num")
 # The Markdown table's metrics, in this order, where present (the CSV has them all).
-HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "fid", "kid", "precision",
+HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "vlb_bits_per_dim",
+            "pixel_histogram_bits_per_dim", "fid", "kid", "precision",
             "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
 
 
@@ -100,13 +101,32 @@ def _cell(mean: float, std: float) -> str:
     return text if math.isnan(std) else f"{text} ± {std:.2g}"
 
 
+BASELINE = "pixel_histogram_bits_per_dim"
+
+
+def _worse_than_baseline(row: dict[str, Any], metric: str) -> bool:
+    values = row["metrics"]
+    return (metric.endswith("_bits_per_dim") and metric != BASELINE and BASELINE in values
+            and metric in values and values[metric][0] > values[BASELINE][0])
+
+
 def markdown(rows: list[dict[str, Any]], keys: list[str], metrics: list[str]) -> str:
+    """The table; a bits/dim worse than the data's per-pixel histogram (evaluate records it
+    as pixel_histogram_bits_per_dim) is marked with a dagger and a footnote."""
     header = [*keys, "seeds", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    flagged = False
     for row in rows:
         cells = [str(row["setting"][k]) for k in keys] + [str(row["seeds"])]
-        cells += [_cell(*row["metrics"][m]) if m in row["metrics"] else "" for m in metrics]
+        for m in metrics:
+            cell = _cell(*row["metrics"][m]) if m in row["metrics"] else ""
+            if _worse_than_baseline(row, m):
+                cell, flagged = cell + " †", True
+        cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
+    if flagged:
+        lines.append("\n† worse than an independent per-pixel histogram of the same data "
+                     f"(`{BASELINE}`)")
     return "\n".join(lines) + "\n"
 
 

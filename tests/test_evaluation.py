@@ -250,3 +250,16 @@ def test_report_curve_tabulates_a_logged_metric_over_training_per_setting(tmp_pa
     assert (tmp_path / "g_grad_norm_train_over_training.png").is_file()
     with pytest.raises(Exception, match="no run logged 'recall'"):
         report.main([str(tmp_path), "--curve=recall"])
+
+
+def test_the_report_marks_a_bound_worse_than_the_pixel_histogram():
+    from jaxgen import report
+    rows = [{"setting": {"model.x": name}, "seeds": 1, "metrics": {
+        "vlb_bits_per_dim": (bits, float("nan")),
+        "pixel_histogram_bits_per_dim": (2.42, float("nan"))}}
+        for name, bits in (("loose", 3.38), ("tight", 1.9))]
+    table = report.markdown(rows, ["model.x"], ["vlb_bits_per_dim",
+                                                "pixel_histogram_bits_per_dim"])
+    assert "| loose | 1 | 3.38 † | 2.42 |" in table
+    assert "| tight | 1 | 1.9 | 2.42 |" in table
+    assert "† worse than an independent per-pixel histogram" in table
