@@ -122,7 +122,7 @@ def markdown(rows: list[dict[str, Any]], keys: list[str], metrics: list[str]) ->
             cell = _cell(*row["metrics"][m]) if m in row["metrics"] else ""
             if _worse_than_baseline(row, m):
                 cell, flagged = cell + " †", True
-        cells.append(cell)
+            cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     if flagged:
         lines.append("\n† worse than an independent per-pixel histogram of the same data "
