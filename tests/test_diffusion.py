@@ -331,3 +331,44 @@ def test_classifier_free_guidance_raises_conditional_accuracy(tmp_path):
     unguided, guided = accuracy(0.0), accuracy(3.0)
     # Measured: 0.65 unguided, 1.00 with w = 3 after 600 steps.
     assert guided > unguided + 0.15 and guided > 0.9
+
+
+def test_a_learned_variance_interpolates_between_beta_tilde_and_beta():
+    family = _family(learn_variance=True)
+    process, schedule = family.process, family.schedule
+    index = jnp.asarray([0, 10, 500, 999])
+    shape = (4, 8, 8, 1)
+    for v, expected in ((-1.0, schedule.posterior_log_variance_clipped),
+                        (1.0, np.log(schedules.cosine_betas(1000)))):
+        output = jnp.concatenate([jnp.zeros(shape), jnp.full(shape, v)], axis=-1)
+        got = process.model_log_variance(index, output)
+        np.testing.assert_allclose(got[:, 0, 0, 0], expected[index], rtol=1e-5)
+    # Without learned variances the output has no variance channels.
+    assert _family().process.split(jnp.zeros(shape))[1] is None
+
+
+def test_the_hybrid_loss_trains_the_variance_through_the_bound_only():
+    family = _family(learn_variance=True, num_timesteps=100)
+    batch = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 17, (4, 8, 8, 1))
+                                  / 8.0 - 1.0, jnp.float32), "label": jnp.zeros(4, jnp.int32)}
+    state = family.init(jax.random.key(0), batch)
+    rng = jax.random.key(1)
+    hybrid = family.per_example_loss(state.params, batch, rng, False)
+    zero = _family(learn_variance=True, num_timesteps=100, vlb_weight=0.0)
+    no_vlb = zero.per_example_loss(state.params, batch, rng, False)
+    assert hybrid.shape == (4,) and np.all(np.asarray(hybrid) > np.asarray(no_vlb))
+    # The bound's gradient reaches the output layer's variance channels only: the mean's
+    # channels get exactly the simple loss's gradient.
+    def last_conv_grad(fam):
+        grads = jax.grad(lambda p: jnp.mean(fam.per_example_loss(p, batch, rng, False)))(
+            state.params)
+        last = sorted(k for k in grads if k.startswith("Conv_"))[-1]
+        return np.asarray(grads[last]["kernel"])
+    with_vlb, without = last_conv_grad(family), last_conv_grad(zero)
+    np.testing.assert_array_equal(with_vlb[..., :1], without[..., :1])
+    assert np.abs(with_vlb[..., 1:] - without[..., 1:]).max() > 0
+    # The bound and a DDPM trajectory use the learned variance and stay finite.
+    bound = family.likelihood_step(state, batch, jax.random.key(2))["vlb_bits_per_dim"]
+    assert np.all(np.isfinite(bound))
+    x, _ = family.trajectory(state, jax.random.key(3), 2, sampler="ddpm")
+    assert x.shape == (2, 8, 8, 1) and np.all(np.isfinite(x))

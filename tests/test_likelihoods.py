@@ -134,3 +134,41 @@ def test_family_rejects_unknown_decoder():
     config = load(f"{ROOT}/experiments/vae_digits.py", ["model.decoder=poisson"])
     with pytest.raises(ConfigError, match="model.decoder"):
         VAEFamily(config, DataSpec((8, 8, 1), 10, 16))
+
+
+@pytest.mark.parametrize("levels", [17, 256])
+def test_the_discretised_decoder_sums_to_one_over_the_pixel_grid(levels):
+    grid = jnp.linspace(0.0, 1.0, levels).reshape(levels, 1, 1, 1)  # one pixel per "image"
+    for mean, log_variance in ((0.3, -9.0), (0.02, -5.0), (0.97, -1.0), (0.5, -14.0)):
+        output = jnp.broadcast_to(jnp.asarray([mean, 0.0]), (levels, 1, 1, 2))
+        # The raw log-variance channel: the floor's softplus maps it to about log_variance.
+        output = output.at[..., 1].set(log_variance)
+        log_p = lk.decoder_log_likelihood(grid, output, "discretized_gaussian",
+                                          num_levels=levels)
+        assert float(jnp.sum(jnp.exp(log_p))) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_learned_variance_floor_is_a_key_and_bounds_the_density():
+    x = jnp.full((1, 1, 1, 1), 0.5)
+    output = jnp.asarray([0.5, -50.0]).reshape(1, 1, 1, 2)  # the mean exact, variance -> 0
+    bound = lambda floor: float(lk.decoder_log_likelihood(  # noqa: E731
+        x, output, "gaussian_learned", min_log_variance=floor)[0])
+    # At the floor the density peaks at exp(-floor / 2) / sqrt(2 pi).
+    assert bound(-6.0) == pytest.approx(3.0 - 0.5 * np.log(2 * np.pi), abs=1e-3)
+    assert bound(-14.0) == pytest.approx(7.0 - 0.5 * np.log(2 * np.pi), abs=1e-3)
+    # -6 caps dequantised 8-bit pixels at (log 256 - 2.08) / log 2 = 5.0 bits/dim; -14 does not.
+    assert (np.log(256) - bound(-6.0)) / np.log(2) == pytest.approx(5.0, abs=0.01)
+    assert np.log(256) - bound(-14.0) < 0
+
+
+def test_the_discretised_decoder_reports_bits_per_dim_of_the_raw_pixels():
+    from jaxgen.config import load
+    from jaxgen.families.vae import VAEFamily
+    config = load(f"{ROOT}/experiments/vae_digits.py",
+                  ["model.decoder=discretized_gaussian", "data.binarize=False"])
+    family = VAEFamily(config, DataSpec((8, 8, 1), 10, 16))
+    assert family.discrete_offset == 0.0 and family.num_levels == 17
+    with pytest.raises(ConfigError, match="raw pixel grid"):
+        VAEFamily(load(f"{ROOT}/experiments/vae_digits.py", [
+            "model.decoder=discretized_gaussian", "data.binarize=False",
+            "data.dequantize=True"]), DataSpec((8, 8, 1), 10, 16))

@@ -33,9 +33,13 @@ def _sum_per_example(x: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class GaussianProcess:
-    """schedule: the noise schedule; prediction: what the denoiser outputs (eps | x0 | v)."""
+    """schedule: the noise schedule; prediction: what the denoiser outputs (eps | x0 | v);
+    learn_variance: the denoiser outputs twice the channels, the second half v in [-1, 1]
+    interpolating the reverse variance between beta~_t and beta_t in the log domain
+    (Nichol & Dhariwal 2021, eq. 15); else p's variance is beta~_t ("fixed small")."""
     schedule: Schedule
     prediction: str = "eps"
+    learn_variance: bool = False
 
     @property
     def num_timesteps(self) -> int:
@@ -61,8 +65,15 @@ class GaussianProcess:
         a, b = self._roots(index)
         return a * noise - b * x0
 
+    def split(self, output):
+        """The network's output -> (the prediction, the variance channels v or None)."""
+        if not self.learn_variance:
+            return output, None
+        return jnp.split(output, 2, axis=-1)
+
     def to_eps_x0(self, output, x_t, index):
         """The network's output -> (eps, x0) at x_t: the inverse of `target`."""
+        output = self.split(output)[0]
         a, b = self._roots(index)
         if self.prediction == "eps":
             return output, (x_t - b * output) / a
@@ -79,9 +90,17 @@ class GaussianProcess:
         s = self.schedule
         return gather(s.posterior_mean_x0, index) * x0 + gather(s.posterior_mean_xt, index) * x_t
 
-    def model_log_variance(self, index):
-        """log of p's variance beta~_t ("fixed small"; at t = 1 that of t = 2, as beta~_1 = 0)."""
-        return self.schedule.posterior_log_variance_clipped[index]
+    def model_log_variance(self, index, output=None):
+        """log of p's variance at index [B], [B, 1, 1, 1] or, learned, the shape of x:
+        beta~_t ("fixed small"; at t = 1 that of t = 2, as beta~_1 = 0), or from the
+        network's output exp(f log beta_t + (1 - f) log beta~_t), f = (v + 1) / 2."""
+        low = gather(self.schedule.posterior_log_variance_clipped, index)
+        v = None if output is None else self.split(output)[1]
+        if v is None:
+            return low
+        high = gather(self.schedule.log_betas, index)
+        fraction = (v + 1.0) / 2.0
+        return fraction * high + (1.0 - fraction) * low
 
     # The variational bound (Ho et al. 2020, eq. 5).
 
@@ -90,10 +109,14 @@ class GaussianProcess:
         """L_{t-1} for the timesteps `index` [B] (L_0, the discrete decoder over num_levels
         grey levels, at index 0): [B]."""
         x_t = self.q_sample(x0, index, noise)
-        _, x0_hat = self.to_eps_x0(denoise(x_t, index), x_t, index)
+        return self.bound_term_of(denoise(x_t, index), x0, x_t, index, num_levels, clip_x0)
+
+    def bound_term_of(self, output, x0, x_t, index, num_levels: int, clip_x0: bool = True):
+        """bound_term of the network's output at x_t (training reuses its forward pass)."""
+        _, x0_hat = self.to_eps_x0(output, x_t, index)
         x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if clip_x0 else x0_hat
         model_mean = self.posterior_mean(x0_hat, x_t, index)
-        model_log_var = gather(self.model_log_variance(jnp.arange(self.num_timesteps)), index)
+        model_log_var = self.model_log_variance(index, output)
         true_log_var = jnp.log(jnp.maximum(gather(self.schedule.posterior_variance, index),
                                            1e-20))
         kl = normal_kl(self.posterior_mean(x0, x_t, index), true_log_var, model_mean,

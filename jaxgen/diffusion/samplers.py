@@ -6,7 +6,8 @@ decorated function (the way score_sde registers its predictors):
     @register("my_sampler", timesteps=all_timesteps)
     def my_step(process, x_t, eps, x0, pair, noise, eta): ...
 
-Guidance wraps the denoiser: an `EpsX0` function (x_t, index [B]) -> (eps, x0) becomes another.
+Guidance wraps the denoiser: an `EpsX0` function (x_t, index [B]) -> (eps, x0, log-variance
+of p(x_{t-1} | x_t), or None for the fixed beta~_t) becomes another.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from jaxgen.diffusion.process import GaussianProcess, gather
 
 log = logging.getLogger("jaxgen")
 
-EpsX0 = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-# (process, x_t, eps, x0, pair [2] int32 (i, i_prev), noise, eta) -> x_{t_prev}
+EpsX0 = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array | None]]
+# (process, x_t, eps, x0, pair [2] int32 (i, i_prev), noise, eta, log_variance) -> x_{t_prev}
 StepFn = Callable[..., jax.Array]
 
 
@@ -62,21 +63,24 @@ def timestep_pairs(sampler: str, num_timesteps: int, steps: int) -> np.ndarray:
 
 
 @register("ddpm", timesteps=all_timesteps)
-def ddpm_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta):
-    """Ancestral step with variance beta~_t (Ho et al. 2020, Algorithm 2)."""
+def ddpm_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta, log_variance=None):
+    """Ancestral step (Ho et al. 2020, Algorithm 2) with variance beta~_t, or the learned
+    one (Nichol & Dhariwal 2021)."""
     del eps, eta
     index = jnp.full((x_t.shape[0],), pair[0])
     mean = process.posterior_mean(x0, x_t, index)
-    variance = process.schedule.posterior_variance[pair[0]]
-    return mean + jnp.sqrt(variance) * noise
+    if log_variance is None:
+        return mean + jnp.sqrt(process.schedule.posterior_variance[pair[0]]) * noise
+    return mean + jnp.exp(0.5 * log_variance) * noise
 
 
 @register("ddim", timesteps=even_timesteps)
-def ddim_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta):
+def ddim_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta, log_variance=None):
     """DDIM (Song et al. 2021, eq. 12):
     x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z,
-    sigma = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)."""
-    del x_t
+    sigma = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev). A learned
+    variance is not used (as in improved-diffusion's DDIM)."""
+    del x_t, log_variance
     alpha_bar = process.schedule.alpha_bar
     abar = alpha_bar[pair[0]]
     abar_prev = jnp.where(pair[1] >= 0, alpha_bar[jnp.maximum(pair[1], 0)], 1.0)
@@ -90,20 +94,28 @@ def ddim_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta):
 def unguided(process: GaussianProcess, model: Callable[[jax.Array, jax.Array], jax.Array]
              ) -> EpsX0:
     """model: (x_t, index) -> the network's output."""
-    return lambda x_t, index: process.to_eps_x0(model(x_t, index), x_t, index)
+    def eps_x0(x_t, index):
+        output = model(x_t, index)
+        return (*process.to_eps_x0(output, x_t, index),
+                process.model_log_variance(index, output) if process.learn_variance else None)
+    return eps_x0
 
 
 def classifier_free(process: GaussianProcess, model: Callable, labels: jax.Array,
                     null_label: int, scale: float) -> EpsX0:
     """eps = (1 + w) eps(x, y) - w eps(x, null) (Ho & Salimans 2022, eq. 6), both halves in
-    one batch. model: (x_t, index, labels) -> the network's output."""
+    one batch; a learned variance is the conditional one (as GLIDE). model: (x_t, index,
+    labels) -> the network's output."""
     def eps_x0(x_t, index):
         null = jnp.full_like(labels, null_label)
         both_x, both_index = jnp.concatenate([x_t, x_t]), jnp.concatenate([index, index])
         both = model(both_x, both_index, jnp.concatenate([labels, null]))
         eps_cond, eps_null = jnp.split(process.to_eps_x0(both, both_x, both_index)[0], 2)
         eps = (1.0 + scale) * eps_cond - scale * eps_null
-        return eps, process.x0_from_eps(x_t, eps, index)
+        log_variance = None
+        if process.learn_variance:
+            log_variance = process.model_log_variance(index, jnp.split(both, 2)[0])
+        return eps, process.x0_from_eps(x_t, eps, index), log_variance
     return eps_x0
 
 
@@ -114,10 +126,10 @@ def classifier_guided(process: GaussianProcess, eps_x0: EpsX0,
     eps <- eps - sqrt(1 - abar) * s * grad_x log p(y | x_t).
     log_prob_gradient: (x_t, index) -> grad_x log p(y | x_t, t) [B, ...]."""
     def guided(x_t, index):
-        eps, _ = eps_x0(x_t, index)
+        eps, _, log_variance = eps_x0(x_t, index)
         root = gather(process.schedule.sqrt_one_minus_alpha_bar, index)
         eps = eps - root * scale * log_prob_gradient(x_t, index)
-        return eps, process.x0_from_eps(x_t, eps, index)
+        return eps, process.x0_from_eps(x_t, eps, index), log_variance
     return guided
 
 
@@ -157,11 +169,11 @@ def run(process: GaussianProcess, eps_x0: EpsX0, sampler: str, steps: int, eta: 
                          lambda: None)
         noise = jax.random.normal(jax.random.fold_in(rng, k), x.shape)
         noise = jnp.where(pair[1] >= 0, noise, 0.0)
-        eps, x0 = eps_x0(x, jnp.full((x.shape[0],), pair[0]))
+        eps, x0, log_variance = eps_x0(x, jnp.full((x.shape[0],), pair[0]))
         if clip_x0:
             x0 = jnp.clip(x0, -1.0, 1.0)
         eps = (x - roots[0][pair[0]] * x0) / roots[1][pair[0]]
-        x_next = step_fn(process, x, eps, x0, pair, noise, eta)
+        x_next = step_fn(process, x, eps, x0, pair, noise, eta, log_variance)
         return x_next, (jnp.where(take, x, 0.0) if keep else None)
 
     x, snapshots = jax.lax.scan(body, x_T, (jnp.arange(total), pairs, snapshot_mask))

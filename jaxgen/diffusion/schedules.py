@@ -58,6 +58,7 @@ class Schedule:
     posterior_mean_xt: jnp.ndarray  # (1 - abar_{t-1}) sqrt(alpha_t) / (1 - abar_t); 0 at t = 1
     # log beta~_t, with beta~_1 = 0 replaced by beta~_2 ("clipped", as improved-diffusion).
     posterior_log_variance_clipped: jnp.ndarray
+    log_betas: jnp.ndarray
 
     @property
     def num_steps(self) -> int:
@@ -92,4 +93,5 @@ def schedule_from_betas(betas: np.ndarray) -> Schedule:
         posterior_mean_x0=as32(betas * np.sqrt(alpha_bar_prev) / (1.0 - alpha_bar)),
         posterior_mean_xt=as32((1.0 - alpha_bar_prev) * np.sqrt(alphas) / (1.0 - alpha_bar)),
         posterior_log_variance_clipped=as32(np.log(np.concatenate(
-            [posterior_variance[1:2], posterior_variance[1:]]))))
+            [posterior_variance[1:2], posterior_variance[1:]]))),
+        log_betas=as32(np.log(betas)))

@@ -43,6 +43,10 @@ KEYS = {
     "model.schedule": Key("cosine", "noise schedule", choices=schedules.SCHEDULES),
     "model.num_timesteps": Key(1000, "T, the number of diffusion steps", check=POSITIVE),
     "model.prediction": Key("eps", "what the network predicts", choices=PREDICTIONS),
+    "model.learn_variance": Key(False, "learn the reverse variances with the hybrid loss "
+                                       "L_simple + vlb_weight L_vlb (Nichol & Dhariwal 2021)"),
+    "model.vlb_weight": Key(0.001, "lambda of the hybrid loss (model.learn_variance)",
+                            check=NON_NEGATIVE),
     "model.conditional": Key(False, "condition on the class label"),
     "model.label_dropout": Key(0.0, "> 0: classifier-free guidance training (null label)",
                                check=FRACTION),
@@ -86,12 +90,14 @@ class DiffusionFamily(FamilyBase):
         self.config = config
         self.data = data
         self.process = GaussianProcess(schedules.make_schedule(m.schedule, m.num_timesteps),
-                                       m.prediction)
+                                       m.prediction, m.learn_variance)
+        self.vlb_weight = m.vlb_weight
         self.schedule = self.process.schedule
         self.num_timesteps = m.num_timesteps
         self.num_classes = data.num_classes if m.conditional else 0
         self.label_dropout = m.label_dropout
-        self.model = UNet(out_channels=self.space_shape(data)[-1], channels=m.channels,
+        channels = self.space_shape(data)[-1] * (2 if m.learn_variance else 1)
+        self.model = UNet(out_channels=channels, channels=m.channels,
                           channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
                           attention_resolutions=tuple(m.attention_resolutions),
                           dropout=m.dropout, num_classes=self.num_classes,
@@ -150,7 +156,10 @@ class DiffusionFamily(FamilyBase):
 
     def per_example_loss(self, params, batch, rng, train: bool):
         """The simple loss (Ho et al. 2020, eq. 14): mean squared error of the prediction at
-        a uniform timestep, per example [B]."""
+        a uniform timestep, per example [B]. With learned variances the hybrid loss
+        L_simple + lambda L_vlb (Nichol & Dhariwal 2021, sec. 3.1): the bound's term at the
+        same timestep, in bits/dim, times T (a one-term estimate of the sum) and lambda, with
+        the mean's output frozen so that L_vlb trains the variance only."""
         x0 = self.to_space(batch["image"])
         chex.assert_rank(x0, 4)
         t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
@@ -162,10 +171,18 @@ class DiffusionFamily(FamilyBase):
             # replaces the label with probability p, so one network learns both models.
             drop = jax.random.bernoulli(label_rng, self.label_dropout, labels.shape)
             labels = jnp.where(drop, self.num_classes, labels)
-        output = self.apply(params, self.process.q_sample(x0, index, noise), index, labels,
-                            train, drop_rng)
-        error = jnp.square(output - self.process.target(x0, noise, index))
-        return jnp.mean(error.reshape(error.shape[0], -1), axis=-1)
+        x_t = self.process.q_sample(x0, index, noise)
+        output = self.apply(params, x_t, index, labels, train, drop_rng)
+        prediction, variance = self.process.split(output)
+        error = jnp.square(prediction - self.process.target(x0, noise, index))
+        loss = jnp.mean(error.reshape(error.shape[0], -1), axis=-1)
+        if variance is None:
+            return loss
+        frozen = jnp.concatenate([jax.lax.stop_gradient(prediction), variance], axis=-1)
+        # Unclipped x0 as improved-diffusion trains; nats summed over dims -> bits/dim.
+        term = self.process.bound_term_of(frozen, x0, x_t, index, self.num_levels,
+                                          clip_x0=False) / (self.num_dims * math.log(2.0))
+        return loss + self.vlb_weight * self.num_timesteps * term
 
     def train_step(self, state: TrainState, batch, rng):
         def loss_fn(params):

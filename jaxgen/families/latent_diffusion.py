@@ -46,6 +46,9 @@ class LatentDiffusionFamily(diffusion.DiffusionFamily):
 
     def __init__(self, config: ml_collections.ConfigDict, data: DataSpec):
         config_lib.check_keys(config, self.keys)
+        if config.model.learn_variance:
+            raise ConfigError("model.learn_variance trains on the bound, whose decoder term is "
+                              "one of pixels: latent diffusion keeps the fixed variance")
         if not config.model.autoencoder_workdir:
             raise ConfigError("latent_diffusion needs model.autoencoder_workdir, a trained "
                               "ae or vae run")

@@ -29,7 +29,12 @@ KEYS = {
     "model.features": Key((32, 64), "encoder widths per stride-2 stage (decoder reversed)",
                           check=POSITIVE_ENTRIES),
     "model.hidden": Key(256, "width of the dense layer beside the code", check=POSITIVE),
-    "model.decoder": Key("bernoulli", "p(x | z)", choices=lk.DECODERS),
+    "model.decoder": Key("bernoulli", "p(x | z): discretized_gaussian is a distribution over "
+                                      "the pixel grid (raw pixels, no dequantisation)",
+                         choices=lk.DECODERS),
+    "model.min_log_variance": Key(lk.MIN_LOG_VARIANCE, "floor of a learned decoder "
+                                  "log-variance; -6 bounds dequantised 8-bit data at 5.0 "
+                                  "bits/dim"),
     "model.decoder_std": Key(0.1, "the fixed standard deviation of gaussian_fixed",
                              check=POSITIVE),
     "model.beta": Key(1.0, "weight of the KL term (1: the ELBO)", check=NON_NEGATIVE),
@@ -44,9 +49,10 @@ KEYS = {
 def default_config(decoder: str = "bernoulli") -> ml_collections.ConfigDict:
     """The VAE's keys with their defaults; experiments override what differs."""
     c = config_lib.from_keys("vae", KEYS)
-    # Bernoulli likelihoods are proper on binary pixels; Gaussian ones on dequantised pixels.
+    # Bernoulli likelihoods are proper on binary pixels, Gaussian densities on dequantised
+    # pixels, the discretised Gaussian on the raw pixel grid.
     c.data.binarize = decoder == "bernoulli"
-    c.data.dequantize = decoder != "bernoulli"
+    c.data.dequantize = decoder not in ("bernoulli", "discretized_gaussian")
     c.model.decoder = decoder
     return c
 
@@ -67,6 +73,12 @@ class VAEFamily(FamilyBase):
         self.decoder = m.decoder
         self.beta = m.beta
         self.fixed_log_variance = 2.0 * math.log(m.decoder_std)
+        self.min_log_variance = m.min_log_variance
+        self.num_levels = data.max_value + 1
+        if m.decoder == "discretized_gaussian" and (config.data.dequantize or
+                                                    config.data.binarize):
+            raise ConfigError("model.decoder=discretized_gaussian models the raw pixel grid: "
+                              "set data.dequantize=False and data.binarize=False")
         self.num_classes = data.num_classes if m.conditional else 0
         self.latent_dim = m.latent_dim
         self.model = AutoEncoder(data.image_shape, m.latent_dim,
@@ -82,6 +94,8 @@ class VAEFamily(FamilyBase):
             self.discrete_offset = 0.0
         elif m.decoder != "bernoulli" and config.data.dequantize:
             self.discrete_offset = self.num_dims * math.log(data.max_value + 1)
+        elif m.decoder == "discretized_gaussian":
+            self.discrete_offset = 0.0
 
     # Building blocks.
 
@@ -97,7 +111,8 @@ class VAEFamily(FamilyBase):
     def log_likelihood(self, params, x, z, labels):
         """log p(x | z) summed over pixels: [B]."""
         output = self.model.apply({"params": params}, z, labels, method=AutoEncoder.decode)
-        return lk.decoder_log_likelihood(x, output, self.decoder, self.fixed_log_variance)
+        return lk.decoder_log_likelihood(x, output, self.decoder, self.fixed_log_variance,
+                                         self.min_log_variance, self.num_levels)
 
     def per_example_terms(self, params, batch, rng):
         """(reconstruction nats [B], KL nats [B]) with one reparameterised z per example."""

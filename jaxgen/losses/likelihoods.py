@@ -12,11 +12,17 @@ import math
 import jax
 import jax.numpy as jnp
 
-DECODERS = ("bernoulli", "gaussian_fixed", "gaussian_learned")
+DECODERS = ("bernoulli", "gaussian_fixed", "gaussian_learned", "discretized_gaussian")
+LEARNED_VARIANCE = ("gaussian_learned", "discretized_gaussian")
 
 # A learned per-pixel variance can shrink without bound on pixels that are always 0
-# (MNIST borders), sending the likelihood to infinity; floor it (Rybkin et al. 2021).
-MIN_LOG_VARIANCE = -6.0
+# (MNIST borders), sending a density to infinity; it is floored (Rybkin et al. 2021). The
+# floor bounds the likelihood: a Gaussian density is at most exp(-floor / 2) / sqrt(2 pi),
+# so with -6 a density on dequantised 8-bit pixels cannot go below 5.0 bits/dim (issue 13).
+# The default, -14 (std 9e-4, a quarter of an 8-bit bin), keeps the variance finite without
+# bounding anything a model of 8-bit data reaches; a discretised decoder needs no floor to
+# stay bounded (a bin's probability is at most 1).
+MIN_LOG_VARIANCE = -14.0
 
 
 def _sum_pixels(x: jax.Array) -> jax.Array:
@@ -62,8 +68,11 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale, num_levels: int):
 
 
 def decoder_log_likelihood(x: jax.Array, output: jax.Array, decoder: str,
-                           fixed_log_variance: float = 0.0) -> jax.Array:
-    """log p(x | z) summed over pixels: [B]."""
+                           fixed_log_variance: float = 0.0,
+                           min_log_variance: float = MIN_LOG_VARIANCE,
+                           num_levels: int = 256) -> jax.Array:
+    """log p(x | z) summed over pixels: [B]. x [B, H, W, C] in [0, 1]; for
+    discretized_gaussian on the grid of num_levels values k / (num_levels - 1)."""
     if decoder == "bernoulli":
         # x * logits - softplus(logits) is log Bernoulli(x; sigmoid(logits)) without overflow.
         return _sum_pixels(x * output - jax.nn.softplus(output))
@@ -71,28 +80,35 @@ def decoder_log_likelihood(x: jax.Array, output: jax.Array, decoder: str,
         return _sum_pixels(gaussian_log_density(x, output, jnp.full_like(output,
                                                                          fixed_log_variance)))
     if decoder == "gaussian_learned":
-        mean, log_variance = split_learned(output)
+        mean, log_variance = split_learned(output, min_log_variance)
         return _sum_pixels(gaussian_log_density(x, mean, log_variance))
+    if decoder == "discretized_gaussian":
+        # The probability of x's grid bin under N(mean, var) (Ho et al. 2020, eq. 13, whose
+        # pixels are in [-1, 1]: scaled there, the standard deviation doubles).
+        mean, log_variance = split_learned(output, min_log_variance)
+        return _sum_pixels(discretized_gaussian_log_likelihood(
+            2.0 * x - 1.0, 2.0 * mean - 1.0, 0.5 * log_variance + math.log(2.0), num_levels))
     raise ValueError(f"unknown decoder '{decoder}'")
 
 
-def split_learned(output: jax.Array) -> tuple[jax.Array, jax.Array]:
+def split_learned(output: jax.Array, min_log_variance: float = MIN_LOG_VARIANCE
+                  ) -> tuple[jax.Array, jax.Array]:
     """[B, H, W, 2C] -> mean [B, H, W, C], floored log-variance [B, H, W, C]."""
     mean, raw = jnp.split(output, 2, axis=-1)
-    return mean, MIN_LOG_VARIANCE + jax.nn.softplus(raw - MIN_LOG_VARIANCE)
+    return mean, min_log_variance + jax.nn.softplus(raw - min_log_variance)
 
 
 def decoder_mean(output: jax.Array, decoder: str) -> jax.Array:
     """The mean image of p(x | z): what a picture of a sample shows."""
     if decoder == "bernoulli":
         return jax.nn.sigmoid(output)
-    if decoder == "gaussian_learned":
+    if decoder in LEARNED_VARIANCE:
         return split_learned(output)[0]
     return output
 
 
 def decoder_channels(decoder: str, image_channels: int) -> int:
-    return 2 * image_channels if decoder == "gaussian_learned" else image_channels
+    return 2 * image_channels if decoder in LEARNED_VARIANCE else image_channels
 
 
 def iwae_log_likelihood(log_joint_fn, mean: jax.Array, log_variance: jax.Array, rng: jax.Array,
