@@ -93,7 +93,7 @@ def resolve_config(flags: argparse.Namespace, overrides: list[str]) -> ml_collec
         raise config_lib.ConfigError(f"no --config given and no "
                                      f"{workdir_lib.path(flags.workdir, workdir_lib.CONFIG_FILE)}"
                                      " to continue from")
-    config = workdir_lib.read_config(flags.workdir)
+    config = families.complete(workdir_lib.read_config(flags.workdir))
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep:

@@ -47,14 +47,24 @@ POSITIVE_ENTRIES = Check(lambda v: len(v) > 0 and all(x > 0 for x in v),
                          "must be a non-empty tuple of positive numbers")
 
 
+_UNSET = object()
+
+
 @dataclasses.dataclass(frozen=True)
 class Key:
     """One config key as a family declares it: the single source of its default, its
-    validation and its line in the docs (`python -m jaxgen.keys`)."""
+    validation and its line in the docs (`python -m jaxgen.keys`). `saved_before`: the value
+    a config saved before the key existed implies, when that is not the default (a floor
+    whose default changed, say); a workdir's config gets it, so old runs compute as they did."""
     default: Any
     help: str
     choices: tuple = ()
     check: Check | None = None
+    saved_before: Any = _UNSET
+
+    @property
+    def implied(self) -> Any:
+        return self.default if self.saved_before is _UNSET else self.saved_before
 
 
 Keys = Mapping[str, Key]  # "section.name" -> Key
@@ -322,6 +332,21 @@ def fill_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
                     node[key], ml_collections.ConfigDict):
                 fill(node[key], value)
     fill(config, base_config())
+    return config
+
+
+def fill_declared(config: ml_collections.ConfigDict, keys: Keys) -> ml_collections.ConfigDict:
+    """Adds the declared keys a config saved by an older jaxgen lacks, each with the value
+    its absence implies (`Key.implied`)."""
+    for name, key in keys.items():
+        section, _, leaf = name.rpartition(".")
+        node = config
+        for part in filter(None, section.split(".")):
+            if part not in node:
+                node[part] = ml_collections.ConfigDict()
+            node = node[part]
+        if leaf not in node:
+            node[leaf] = key.implied
     return config
 
 

@@ -8,7 +8,10 @@ command to continue); a second signal exits at once.
 
 from __future__ import annotations
 
-from jaxgen import cli, config as config_lib, parallel, runs, trainer, workdir as workdir_lib
+import json
+
+from jaxgen import cli, config as config_lib, families, parallel, runs, trainer
+from jaxgen import workdir as workdir_lib
 
 
 def main(argv: list[str]) -> None:
@@ -17,8 +20,9 @@ def main(argv: list[str]) -> None:
     config, splits, family = runs.prepare(flags, overrides)
     with workdir_lib.lock(flags.workdir):
         if workdir_lib.has_config(flags.workdir):
-            config_lib.check_resumable(workdir_lib.read_config_dict(flags.workdir), config,
-                                       flags.workdir)
+            # The saved config with the keys declared since (at the values they imply).
+            saved = families.complete(workdir_lib.read_config(flags.workdir))
+            config_lib.check_resumable(json.loads(saved.to_json()), config, flags.workdir)
         if parallel.is_primary():
             workdir_lib.write_config(flags.workdir, config)
             workdir_lib.append_run_record(flags.workdir)

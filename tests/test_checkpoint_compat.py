@@ -75,3 +75,22 @@ def test_an_older_vae_workdir_restores_every_leaf_and_evaluates(tmp_path):
                                      "--config.eval.iwae_samples=10",
                                      "--config.eval.iwae_chunk=5", *SMALL_EVAL[1:]])
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+
+
+def test_keys_declared_after_a_workdir_was_written_take_the_values_their_absence_implies():
+    import json
+
+    import ml_collections
+
+    from jaxgen import families
+    from jaxgen.families import diffusion
+    with open(os.path.join(FIXTURES, "vae", "config.json")) as f:
+        vae = json.load(f)
+    assert "min_log_variance" not in vae["model"]
+    completed = families.complete(ml_collections.ConfigDict(vae))
+    # The floor's default became -14 later; a run saved before it trained with -6.
+    assert completed.model.min_log_variance == -6.0
+    old_diffusion = diffusion.default_config().to_dict()
+    del old_diffusion["model"]["learn_variance"], old_diffusion["model"]["vlb_weight"]
+    completed = families.complete(ml_collections.ConfigDict(old_diffusion))
+    assert completed.model.learn_variance is False and completed.model.vlb_weight == 0.001

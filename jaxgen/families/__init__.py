@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from jaxgen import contract
+from jaxgen import config as config_lib, contract
 from jaxgen.config import ConfigError
 
 FAMILIES = {
@@ -42,6 +42,16 @@ def trust(name: str) -> None:
 def is_allowed(name: str) -> bool:
     listed = {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
     return name in FAMILIES or name in _trusted or name in listed
+
+
+def complete(config):
+    """A config read from a workdir, with the keys its registered family declared since it
+    was written (at the values their absence implies: the run computes as it did)."""
+    if config.family in FAMILIES:
+        module_name, _, factory = FAMILIES[config.family].partition(":")
+        keys = getattr(importlib.import_module(module_name), factory).keys
+        config_lib.fill_declared(config, keys)
+    return config
 
 
 def family_module(name: str):

@@ -12,7 +12,7 @@ import ml_collections
 from jaxgen import contract, parallel, workdir as workdir_lib
 from jaxgen.config import ConfigError
 from jaxgen.data import sources
-from jaxgen.families import build
+from jaxgen.families import build, complete
 
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
     prefix = f"{purpose}: " if purpose else ""
     from_workdir = config is None
     try:
-        config = workdir_lib.read_config(workdir) if config is None else config
+        config = complete(workdir_lib.read_config(workdir)) if config is None else config
     except ConfigError as e:
         raise ConfigError(f"{prefix}{e}") from None
     if splits is None:
