@@ -102,7 +102,11 @@ def decoder_mean(output: jax.Array, decoder: str) -> jax.Array:
     """The mean image of p(x | z): what a picture of a sample shows."""
     if decoder == "bernoulli":
         return jax.nn.sigmoid(output)
-    if decoder in LEARNED_VARIANCE:
+    if decoder == "discretized_gaussian":
+        # The edge bins reach to infinity, so a pixel at 0 or 1 pulls the Gaussian's mean
+        # past the edge; the grid value nearest the mean is inside [0, 1].
+        return jnp.clip(split_learned(output)[0], 0.0, 1.0)
+    if decoder == "gaussian_learned":
         return split_learned(output)[0]
     return output
 
