@@ -173,7 +173,10 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collectio
     module = load_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} defines no get_config()")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except ValueError as e:  # an experiment's way of refusing its ARG
+        raise ConfigError(f"{spec}: {e}") from None
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep:

@@ -31,8 +31,9 @@ IGNORED_PREFIXES = ("seed", "data.data_dir", "train.log_every_steps", "checkpoin
                     "eval.iwae_chunk", "eval.extractor_dir", "sample.every_steps", "sample.num")
 # The Markdown table's metrics, in this order, where present (the CSV has them all).
 HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "vlb_bits_per_dim",
-            "pixel_histogram_bits_per_dim", "fid", "kid", "precision",
-            "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
+            "pixel_histogram_bits_per_dim", "num_samples", "num_reference", "fid", "kid",
+            "precision", "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
+SAMPLE_COUNTS = ("num_samples", "num_reference")  # generated and test images compared
 
 
 def find_runs(roots: list[str]) -> list[dict[str, Any]]:
@@ -63,7 +64,10 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                                                  "numeric 'values')")
                 # An evaluation records the config it ran under (sampler, guidance...).
                 config = config_lib.flatten(record.get("config", trained))
-                runs.append({"workdir": path, "config": config, "metrics": record["values"]})
+                # Sample metrics are read beside the counts they were measured on.
+                counts = {k: record[k] for k in SAMPLE_COUNTS if isinstance(record.get(k), int)}
+                runs.append({"workdir": path, "config": config,
+                             "metrics": {**record["values"], **counts}})
     return runs
 
 

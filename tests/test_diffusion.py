@@ -11,7 +11,7 @@ import pytest
 from jaxgen import cli, runs, trainer
 from jaxgen.config import ConfigError
 from jaxgen.data.sources import DataSpec
-from jaxgen.diffusion import schedules
+from jaxgen.diffusion import schedules, timesteps
 from jaxgen.families import diffusion
 from jaxgen.eval.runner import generated_features
 from jaxgen.losses.likelihoods import discretized_gaussian_log_likelihood
@@ -372,3 +372,76 @@ def test_the_hybrid_loss_trains_the_variance_through_the_bound_only():
     assert np.all(np.isfinite(bound))
     x, _ = family.trajectory(state, jax.random.key(3), 2, sampler="ddpm")
     assert x.shape == (2, 8, 8, 1) and np.all(np.isfinite(x))
+
+
+def test_the_loss_history_keeps_each_timesteps_last_ten_losses():
+    # Reference: improved-diffusion's LossSecondMomentResampler, one deque of 10 per t.
+    rng = np.random.default_rng(0)
+    T = 6
+    history = timesteps.init_history(T)
+    reference, seen = {t: [] for t in range(T)}, np.zeros(T, int)
+    for _ in range(8):
+        index = rng.integers(0, T, 16)
+        index[:12] = 2  # more than HISTORY at one timestep in one batch
+        losses = rng.random(16).astype(np.float32)
+        history = timesteps.update(history, jnp.asarray(index, jnp.int32), jnp.asarray(losses))
+        for t, loss in zip(index, losses):
+            reference[int(t)] = (reference[int(t)] + [loss])[-timesteps.HISTORY:]
+            seen[t] += 1
+    np.testing.assert_array_equal(history["count"], seen)
+    for t in range(T):
+        kept = np.asarray(history["losses"][t])[:min(seen[t], timesteps.HISTORY)]
+        np.testing.assert_array_equal(np.sort(kept), np.sort(reference[t]))
+
+
+def test_importance_sampling_draws_by_the_second_moment_without_bias():
+    T = 5
+    warm = {"losses": jnp.tile(jnp.arange(1.0, T + 1)[:, None], (1, timesteps.HISTORY)),
+            "count": jnp.full((T,), timesteps.HISTORY, jnp.int32)}
+    p = np.asarray(timesteps.probabilities(warm))
+    expected = (1 - timesteps.UNIFORM_FRACTION) * np.arange(1, T + 1) / 15 + (
+        timesteps.UNIFORM_FRACTION / T)
+    np.testing.assert_allclose(p, expected, rtol=1e-5)
+    cold = dict(warm, count=warm["count"].at[3].set(timesteps.HISTORY - 1))
+    np.testing.assert_allclose(timesteps.probabilities(cold), np.full(T, 1 / T), rtol=1e-6)
+    index, weight = timesteps.draw(jax.random.key(0), 200_000, warm, T)
+    frequency = np.bincount(np.asarray(index), minlength=T) / 200_000
+    np.testing.assert_allclose(frequency, p, atol=0.004)
+    # The weighted mean of any per-timestep loss estimates its uniform-t mean.
+    loss_at = np.array([3.0, -1.0, 7.0, 2.0, 0.5])
+    estimate = np.mean(np.asarray(weight) * loss_at[np.asarray(index)])
+    assert estimate == pytest.approx(loss_at.mean(), rel=0.02)
+
+
+def test_the_vlb_objective_trains_the_mean_and_importance_sampling_fills_its_history(tmp_path):
+    config, splits, family = _prepare(
+        tmp_path, "--config.model.loss=vlb", "--config.model.timestep_sampling=importance",
+        "--config.model.learn_variance=True", "--config.model.num_timesteps=20",
+        "--config.eval.vlb_timesteps=0")
+    t = trainer.Trainer(config, family, splits)
+    state = t.init_state()
+    for step in range(60):
+        state, _ = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
+    history = jax.device_get(state.model_state)
+    assert int(history["count"].sum()) == 60 * config.train.batch_size
+    p = np.asarray(timesteps.probabilities(history))
+    assert np.all(history["count"] >= timesteps.HISTORY) and p.max() > 2 * p.min()
+    assert np.isfinite(t.evaluate(state, family.likelihood_step)["vlb_bits_per_dim"])
+    # The bound's gradient reaches the mean's output channels too (unlike the hybrid loss).
+    batch = {"image": jnp.asarray(splits["train"].images[:8] / 8.0 - 1.0, jnp.float32),
+             "label": jnp.zeros(8, jnp.int32)}
+    grads = jax.grad(lambda p: jnp.mean(family.per_example_loss(p, batch, jax.random.key(1),
+                                                                False)))(state.params)
+    last = sorted(k for k in grads if k.startswith("Conv_"))[-1]
+    assert np.abs(np.asarray(grads[last]["kernel"])[..., :1]).max() > 0
+
+
+def test_the_likelihood_recipe_puts_the_first_noise_level_below_the_bin_width():
+    from jaxgen import config as config_lib
+    config = config_lib.load("experiments/ddpm_digits.py:likelihood")
+    betas = schedules.cosine_betas(config.model.num_timesteps)
+    bin_width = 2.0 / 16  # 17 grey levels over [-1, 1]
+    assert 0.6 * bin_width < math.sqrt(betas[0]) < bin_width
+    assert config.model.learn_variance and config.eval.vlb_timesteps == 0
+    with pytest.raises(ConfigError, match="ddpm_digits.py:foo: unknown variant 'foo'"):
+        config_lib.load("experiments/ddpm_digits.py:foo")

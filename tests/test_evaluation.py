@@ -263,3 +263,18 @@ def test_the_report_marks_a_bound_worse_than_the_pixel_histogram():
     assert "| loose | 1 | 3.38 † | 2.42 |" in table
     assert "| tight | 1 | 1.9 | 2.42 |" in table
     assert "† worse than an independent per-pixel histogram" in table
+
+
+def test_the_report_puts_sample_counts_beside_sample_metrics(tmp_path):
+    from jaxgen import report
+    for name, n in (("a", 500), ("b", 2000)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"seed": 0, "eval": {"num_samples": n}}))
+        (run / "metrics.json").write_text(json.dumps({
+            "values": {"fid": 3.0, "precision": 0.8, "recall": 0.7},
+            "num_samples": n, "num_reference": 359, "config": {"eval": {"num_samples": n}}}))
+    report.main([str(tmp_path)])
+    table = (tmp_path / "report.md").read_text()
+    assert "| eval.num_samples | seeds | num_samples | num_reference | fid | precision |" in table
+    assert "| 2000 | 1 | 2000 | 359 | 3 | 0.8 |" in table

@@ -21,11 +21,13 @@ from jaxgen.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Co
 from jaxgen.contract import FamilyBase, bits_per_dim, new_state
 from jaxgen.data.ranges import clip_to_range
 from jaxgen.data.sources import DataSpec
-from jaxgen.diffusion import samplers, schedules
+from jaxgen.diffusion import samplers, schedules, timesteps
 from jaxgen.diffusion.process import PREDICTIONS, GaussianProcess
 from jaxgen.families import trained
 from jaxgen.models.unet import UNet
 from jaxgen.state import TrainState, apply_gradients, make_optimizer
+
+LOSSES = ("simple", "vlb")
 
 KEYS = {
     "data.binarize": Key(False, "diffusion models grey levels, never binary draws"),
@@ -47,6 +49,13 @@ KEYS = {
                                        "L_simple + vlb_weight L_vlb (Nichol & Dhariwal 2021)"),
     "model.vlb_weight": Key(0.001, "lambda of the hybrid loss (model.learn_variance)",
                             check=NON_NEGATIVE),
+    "model.loss": Key("simple", "training objective: 'simple' (Ho et al. 2020 eq. 14; the hybrid "
+                                "with model.learn_variance) or 'vlb', the bound itself "
+                                "(Nichol & Dhariwal 2021 L_vlb)", choices=LOSSES),
+    "model.timestep_sampling": Key("uniform", "'importance': t drawn with p_t ~ sqrt(E[L_t^2]) "
+                                              "over each t's last 10 losses, losses weighted "
+                                              "1/(T p_t) (Nichol & Dhariwal 2021 eq. 18)",
+                                   choices=timesteps.SAMPLINGS),
     "model.conditional": Key(False, "condition on the class label"),
     "model.label_dropout": Key(0.0, "> 0: classifier-free guidance training (null label)",
                                check=FRACTION),
@@ -92,6 +101,8 @@ class DiffusionFamily(FamilyBase):
         self.process = GaussianProcess(schedules.make_schedule(m.schedule, m.num_timesteps),
                                        m.prediction, m.learn_variance)
         self.vlb_weight = m.vlb_weight
+        self.loss = m.loss
+        self.importance_sampling = m.timestep_sampling == "importance"
         self.schedule = self.process.schedule
         self.num_timesteps = m.num_timesteps
         self.num_classes = data.num_classes if m.conditional else 0
@@ -151,19 +162,27 @@ class DiffusionFamily(FamilyBase):
     def init(self, rng, batch) -> TrainState:
         x = self.to_space(batch["image"])
         index = jnp.zeros((x.shape[0],), jnp.int32)
+        history = timesteps.init_history(self.num_timesteps) if self.importance_sampling else None
         return new_state(self.model.init(rng, x, index, self.labels(batch))["params"],
-                         self.optimizer)
+                         self.optimizer, model_state=history)
 
     def per_example_loss(self, params, batch, rng, train: bool):
-        """The simple loss (Ho et al. 2020, eq. 14): mean squared error of the prediction at
-        a uniform timestep, per example [B]. With learned variances the hybrid loss
-        L_simple + lambda L_vlb (Nichol & Dhariwal 2021, sec. 3.1): the bound's term at the
-        same timestep, in bits/dim, times T (a one-term estimate of the sum) and lambda, with
-        the mean's output frozen so that L_vlb trains the variance only."""
+        """The training objective at uniform timesteps, per example [B]."""
+        return self.weighted_loss(params, batch, rng, train)[0]
+
+    def weighted_loss(self, params, batch, rng, train: bool, history=None):
+        """(loss [B], weight [B], index [B]) at timesteps drawn uniformly or, given the loss
+        history, by importance; mean(weight * loss) estimates the uniform-t objective.
+
+        'simple': mean squared error of the prediction (Ho et al. 2020, eq. 14); with learned
+        variances the hybrid L_simple + lambda L_vlb (Nichol & Dhariwal 2021, sec. 3.1), L_vlb
+        being the bound's term at the same timestep in bits/dim times T (a one-term estimate
+        of the sum) with the mean's output frozen, so that L_vlb trains the variance only.
+        'vlb': that one-term estimate of the bound alone, training mean and variance."""
         x0 = self.to_space(batch["image"])
         chex.assert_rank(x0, 4)
         t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
-        index = jax.random.randint(t_rng, (x0.shape[0],), 0, self.num_timesteps)
+        index, weight = timesteps.draw(t_rng, x0.shape[0], history, self.num_timesteps)
         noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
         labels = self.labels(batch)
         if labels is not None and train and self.label_dropout > 0:
@@ -174,23 +193,33 @@ class DiffusionFamily(FamilyBase):
         x_t = self.process.q_sample(x0, index, noise)
         output = self.apply(params, x_t, index, labels, train, drop_rng)
         prediction, variance = self.process.split(output)
+        if self.loss == "vlb":
+            return self._vlb_estimate(output, x0, x_t, index), weight, index
         error = jnp.square(prediction - self.process.target(x0, noise, index))
         loss = jnp.mean(error.reshape(error.shape[0], -1), axis=-1)
         if variance is None:
-            return loss
+            return loss, weight, index
         frozen = jnp.concatenate([jax.lax.stop_gradient(prediction), variance], axis=-1)
-        # Unclipped x0 as improved-diffusion trains; nats summed over dims -> bits/dim.
-        term = self.process.bound_term_of(frozen, x0, x_t, index, self.num_levels,
-                                          clip_x0=False) / (self.num_dims * math.log(2.0))
-        return loss + self.vlb_weight * self.num_timesteps * term
+        return loss + self.vlb_weight * self._vlb_estimate(frozen, x0, x_t, index), weight, index
+
+    def _vlb_estimate(self, output, x0, x_t, index):
+        """T L_{t-1} in bits/dim [B]: a one-term estimate of the bound's sum over t. x0 is
+        left unclipped, as improved-diffusion trains."""
+        term = self.process.bound_term_of(output, x0, x_t, index, self.num_levels, clip_x0=False)
+        return self.num_timesteps * term / (self.num_dims * math.log(2.0))
 
     def train_step(self, state: TrainState, batch, rng):
-        def loss_fn(params):
-            return jnp.mean(self.per_example_loss(params, batch, rng, train=True))
+        history = state.model_state if self.importance_sampling else None
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return (apply_gradients(state, grads, self.optimizer),
-                {"loss": loss, "grad_norm": optax.global_norm(grads)})
+        def loss_fn(params):
+            loss, weight, index = self.weighted_loss(params, batch, rng, True, history)
+            return jnp.mean(weight * loss), (loss, index)
+
+        (loss, (losses, index)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = apply_gradients(state, grads, self.optimizer)
+        if history is not None:
+            state = state.replace(model_state=timesteps.update(history, index, losses))
+        return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
     def eval_step(self, state: TrainState, batch, rng):
         return {"loss": self.per_example_loss(state.params_for_sampling(), batch, rng, False)}

@@ -46,9 +46,10 @@ class LatentDiffusionFamily(diffusion.DiffusionFamily):
 
     def __init__(self, config: ml_collections.ConfigDict, data: DataSpec):
         config_lib.check_keys(config, self.keys)
-        if config.model.learn_variance:
-            raise ConfigError("model.learn_variance trains on the bound, whose decoder term is "
-                              "one of pixels: latent diffusion keeps the fixed variance")
+        if config.model.learn_variance or config.model.loss == "vlb":
+            raise ConfigError("model.learn_variance and model.loss=vlb train on the bound, "
+                              "whose decoder term is one of pixels: latent diffusion keeps the "
+                              "simple loss and the fixed variance")
         if not config.model.autoencoder_workdir:
             raise ConfigError("latent_diffusion needs model.autoencoder_workdir, a trained "
                               "ae or vae run")
