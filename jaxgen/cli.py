@@ -16,7 +16,7 @@ from typing import Callable
 
 import ml_collections
 
-from jaxgen import config as config_lib, families, parallel, workdir as workdir_lib
+from jaxgen import config as config_lib, families, parallel, runtime, workdir as workdir_lib
 from jaxgen.data.sources import DatasetError
 from jaxgen.trainer import NonFiniteLossError, Preempted
 
@@ -51,7 +51,9 @@ def parse(p: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespa
     return flags, [o[len("--config."):] for o in overrides]
 
 
-def init_runtime(flags: argparse.Namespace) -> None:
+def init_runtime(flags: argparse.Namespace, overrides: list[str]) -> None:
+    """Logging, then what must precede JAX's backend (`runtime.configure`: determinism flags,
+    compilation cache), then multi-host initialisation."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S", force=True)
     for noisy in ("orbax", "jax._src.xla_bridge"):
@@ -61,6 +63,7 @@ def init_runtime(flags: argparse.Namespace) -> None:
     # line (or the exception's own traceback when it is not a disk condition).
     logging.getLogger("absl").setLevel(logging.CRITICAL)
     sys.unraisablehook = _without_aborted_io(sys.unraisablehook)
+    runtime.configure(resolve_config(flags, overrides).train.get("deterministic", True))
 
     if flags.multihost or flags.coordinator_address:
         parallel.initialize_distributed(flags.coordinator_address, flags.num_processes,

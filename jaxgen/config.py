@@ -26,6 +26,8 @@ class ConfigError(ValueError):
 # decide how long and how often, never what is computed per step.
 RESUMABLE_KEYS = (
     "train.num_steps",
+    "train.deterministic",
+    "train.profile_steps",
     "train.log_every_steps",
     "checkpoint.",
     "eval.",
@@ -75,9 +77,16 @@ BASE_KEYS: dict[str, Key] = {
     "seed": Key(0, "the root of every random draw of the run",
                 check=Check(lambda v: isinstance(v, int) and 0 <= v < 2**31,
                             "must be an integer in [0, 2^31)")),
-    "data.source": Key("digits", "where images come from", choices=("digits", "tfds", "idx")),
+    "data.source": Key("digits", "where images come from; synthetic: random pixels for "
+                                 "benchmarks and smoke tests",
+                       choices=("digits", "tfds", "idx", "synthetic")),
     "data.name": Key("", "tfds name, e.g. fashion_mnist"),
     "data.data_dir": Key("", "tfds data_dir, or the folder of IDX files for source=idx"),
+    "data.synthetic_shape": Key((32, 32, 3), "[H, W, C] of source=synthetic",
+                                check=POSITIVE_ENTRIES),
+    "data.synthetic_size": Key(1024, "training images of source=synthetic (tests: a tenth)",
+                               check=POSITIVE),
+    "data.synthetic_classes": Key(10, "classes of source=synthetic", check=POSITIVE),
     "data.binarize": Key(False, "dynamic binarisation: a fresh Bernoulli draw per step"),
     "data.dequantize": Key(False, "uniform dequantisation (Theis et al. 2016)"),
     "train.num_steps": Key(1000, "training steps", check=POSITIVE),
@@ -86,6 +95,16 @@ BASE_KEYS: dict[str, Key] = {
     "train.weight_decay": Key(0.0, "AdamW weight decay", check=NON_NEGATIVE),
     "train.grad_clip_norm": Key(0.0, "global-norm clipping (0: off)", check=NON_NEGATIVE),
     "train.ema_decay": Key(0.0, "EMA of the sampled parameters (0: off)", check=FRACTION),
+    "train.compute_dtype": Key("float32", "dtype of the networks' activations, matmuls and "
+                                          "convolutions; parameters, optimiser, losses stay "
+                                          "float32 (bfloat16 on GPU/TPU)",
+                               choices=("float32", "bfloat16")),
+    "train.deterministic": Key(True, "bit-reproducible GPU runs (--xla_gpu_deterministic_ops, "
+                                     "set before the backend starts); CPU and TPU are "
+                                     "deterministic anyway"),
+    "train.profile_steps": Key(0, "> 0: a jax.profiler trace of this many steps (after a "
+                                  "few warm-up steps) in DIR/profile, for TensorBoard or "
+                                  "Perfetto", check=NON_NEGATIVE),
     "train.log_every_steps": Key(50, "steps between logged training metrics", check=POSITIVE),
     "eval.every_steps": Key(500, "steps between test evaluations", check=POSITIVE),
     "eval.batch_size": Key(256, "global batch of test evaluations (padded to the devices)",

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen import rng as rng_lib
+from jaxgen import precision, rng as rng_lib
 from jaxgen.state import TrainState, averaged_params
 
 Batch = Mapping[str, jax.Array]
@@ -117,6 +117,11 @@ class FamilyBase:
     @property
     def sampling_classes(self) -> int:
         return self.num_classes
+
+    def run(self, module, variables: dict, *args, **kwargs):
+        """module.apply in the run's compute dtype (`train.compute_dtype`), float32 out."""
+        return precision.apply(module, variables, *args,
+                               dtype=self.config.train.get("compute_dtype", "float32"), **kwargs)
 
     def labels(self, batch: Batch) -> jax.Array | None:
         """The batch's labels when the networks are conditioned on them, else None."""

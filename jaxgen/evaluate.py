@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
         overrides.append(f"eval.num_samples={flags.num_samples}")
     if flags.num_examples is not None:
         overrides.append(f"eval.num_examples={flags.num_examples}")
-    cli.init_runtime(flags)
+    cli.init_runtime(flags, overrides)
     config, splits, family, trainer, state = runs.restore(flags, overrides)
     samples = bool(config.eval.num_samples) and isinstance(family, Sampler)
     if samples and config.eval.extractor == "inception":

@@ -33,7 +33,7 @@ def prepare_config(config: ml_collections.ConfigDict, from_workdir: bool = False
     file. from_workdir: the config came from a workdir, whose family may not be code from
     outside jaxgen (`families.build`)."""
     config_lib.validate(config, jax.device_count(), jax.process_count())
-    splits = sources.load(config.data.source, config.data.name, config.data.data_dir)
+    splits = sources.from_config(config.data)
     if config.train.batch_size > len(splits["train"]):
         raise config_lib.ConfigError(f"train.batch_size={config.train.batch_size} exceeds the "
                                      f"{len(splits['train'])} training examples")
@@ -72,7 +72,8 @@ WEIGHT_KEYS = ("family", "seed", "data", "model", "train")
 def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The extractor's training config: the run's dataset, nothing else of the run."""
     c = classifier.default_config()
-    for key in ("source", "name", "data_dir"):
+    for key in ("source", "name", "data_dir", "synthetic_shape", "synthetic_size",
+                "synthetic_classes"):
         c.data[key] = config.data[key]
     c.train.num_steps = config.eval.extractor_steps
     # Its own seed, not the run's: every run on a dataset shares one extractor.
@@ -86,6 +87,8 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
     # Only what decides the weights: a new eval.* or sample.* key in the base config must not
     # send every user through a retraining of an identical classifier.
     tree = c.to_dict()
+    if c.data.source != "synthetic":  # keys added later must not move existing caches
+        tree["data"] = {k: v for k, v in tree["data"].items() if not k.startswith("synthetic_")}
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
     return extractor_lib.cache_directory(extractor_lib.cache_root(config), dataset,
                                          {k: tree[k] for k in WEIGHT_KEYS}, CLASSIFIER_VERSION)

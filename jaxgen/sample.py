@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         flags.attribute = ()
     if len(flags.attribute) != 2:
         raise ConfigError(f"--attribute must be two classes FROM,TO, e.g. 0,1; got '{text}'")
-    cli.init_runtime(flags)
+    cli.init_runtime(flags, overrides)
     config, splits, family, trainer, state = runs.restore(flags, overrides)
     num_classes = splits["test"].num_classes
     if not all(0 <= c < num_classes for c in flags.attribute):

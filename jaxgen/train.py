@@ -16,7 +16,7 @@ from jaxgen import workdir as workdir_lib
 
 def main(argv: list[str]) -> None:
     flags, overrides = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
-    cli.init_runtime(flags)
+    cli.init_runtime(flags, overrides)
     config, splits, family = runs.prepare(flags, overrides)
     with workdir_lib.lock(flags.workdir):
         if workdir_lib.has_config(flags.workdir):

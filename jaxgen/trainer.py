@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import contract, parallel, preemption, viz, workdir as workdir_lib
+from jaxgen import contract, flops, parallel, preemption, viz, workdir as workdir_lib
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.contract import Family, Sampler
 from jaxgen.data.pipeline import TrainStream, eval_batches
@@ -86,6 +86,21 @@ class Trainer:
                 state.ema_params, averaged_params(new_state.params, self.family.ema_keys),
                 self.config.train.ema_decay))
         return new_state, metrics
+
+    def compile_step(self, state: TrainState, batch: dict[str, jax.Array]
+                     ) -> tuple[Callable, int]:
+        """(the train step compiled ahead of time for these shapes, its FLOPs per global step):
+        one trace serves the FLOP count (convolutions and matmuls of its jaxpr, `jaxgen.flops`)
+        and the compile, which is logged with its duration."""
+        traced = self.step_fn.trace(state, batch)
+        counted = flops.count_jaxpr(traced.jaxpr.jaxpr)
+        start = time.perf_counter()
+        compiled = traced.lower().compile()
+        step_flops = counted["conv"] + counted["dot"]
+        log.info("train step compiled in %.1f s; %.3g GFLOP per image (convolutions and "
+                 "matmuls)", time.perf_counter() - start,
+                 step_flops / self.config.train.batch_size / 1e9)
+        return compiled, step_flops
 
     def compile_eval(self, step_fn: Callable) -> Callable:
         """(state, batch, index) -> (masked sums of step_fn's per-example metrics, count)."""
@@ -211,8 +226,12 @@ class TrainMetrics(Every):
     means with the throughput."""
 
     def __init__(self, config, writer: Writer, checkpointer: Checkpointer, start: int,
-                 on_log: Callable[[dict[str, float]], None]):
+                 on_log: Callable[[dict[str, float]], None], step_flops: int = 0):
         super().__init__(config.train.log_every_steps, self._flush)
+        # MFU: the dense peak of every device for the compute dtype, where it is known.
+        peak = flops.peak_flops(jax.devices()[0], config.train.get("compute_dtype", "float32"))
+        self.step_flops = step_flops
+        self.peak = peak * jax.device_count() if peak else None
         self.log_every = config.train.log_every_steps
         self.save_every = config.checkpoint.every_steps
         self.batch_size = config.train.batch_size
@@ -253,6 +272,10 @@ class TrainMetrics(Every):
         rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
         self.last = (step, now)
         means.update(steps_per_sec=rate, images_per_sec=rate * self.batch_size)
+        if self.step_flops:
+            means["tflops_per_sec"] = rate * self.step_flops / 1e12
+            if self.peak:
+                means["mfu"] = rate * self.step_flops / self.peak
         self.writer.scalars(step, "train", means)
         self.on_log(means)
 
@@ -281,25 +304,64 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
         _write_samples(trainer, state, writer, workdir, step)
         _write_curves(workdir, curve_keys)
 
-    train_metrics = TrainMetrics(config, writer, checkpointer, start, show)
+    step_fn, step_flops = trainer.step_fn, 0
+    if start < num_steps:
+        step_fn, step_flops = trainer.compile_step(
+            state, trainer.global_batch(trainer.stream.batch_at(start)))
+    train_metrics = TrainMetrics(config, writer, checkpointer, start, show, step_flops)
     actions = [train_metrics, Every(config.eval.every_steps, evaluate)]
     if isinstance(trainer.family, Sampler):  # a classifier has no sampler
         actions.append(Every(config.sample.every_steps, pictures))
     actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
         step, state, trainer.stream.position(step))))
+    profile = ProfileWindow(workdir, start + PROFILE_AFTER, config.train.get("profile_steps", 0))
     try:
         for step in range(start, num_steps):
             batch = trainer.global_batch(trainer.stream.batch_at(step))
-            state, metrics = trainer.step_fn(state, batch)
+            profile.before(step)
+            state, metrics = step_fn(state, batch)
+            profile.after(step + 1, metrics)
             bar.update(1)
             run_actions(actions, step + 1, state, metrics, step + 1 == num_steps)
             if step + 1 < num_steps and stop.requested(step + 1):
                 _stop(trainer, state, step + 1, checkpointer, train_metrics, stop.name)
     finally:
+        profile.close()
         bar.close()
     _write_curves(workdir, curve_keys)
     writer.flush()
     return state
+
+
+PROFILE_AFTER = 3  # warm-up steps (compile, first transfers) before a profile starts
+
+
+class ProfileWindow:
+    """A jax.profiler trace of steps (first, first + num] in DIR/profile (TensorBoard's
+    profile plugin or Perfetto open it); num = 0: none."""
+
+    def __init__(self, workdir: str, first: int, num: int):
+        self.directory = workdir_lib.path(workdir, "profile")
+        self.first, self.last = first, first + num
+        self.active = False
+        self.enabled = num > 0 and parallel.is_primary()
+
+    def before(self, step: int) -> None:
+        if self.enabled and step == self.first:
+            jax.profiler.start_trace(self.directory)
+            self.active = True
+
+    def after(self, step: int, metrics) -> None:
+        if self.active and step == self.last:
+            jax.block_until_ready(metrics)  # the traced steps' device work, all of it
+            self.close()
+            log.info("profile of steps %d..%d written to %s", self.first + 1, self.last,
+                     self.directory)
+
+    def close(self) -> None:
+        if self.active:
+            self.active = False
+            jax.profiler.stop_trace()
 
 
 def _stop(trainer: Trainer, state: TrainState, step: int, checkpointer: Checkpointer,

@@ -124,3 +124,21 @@ def test_tfds_path_with_mock_data():
     assert splits["train"].images.shape == (24, 28, 28, 1)
     assert splits["train"].images.dtype == np.uint8 and splits["train"].num_classes == 10
     assert len(splits["test"]) == 24
+
+
+def test_the_synthetic_source_has_the_requested_shape_and_is_deterministic():
+    splits = sources.load("synthetic", synthetic=((12, 10, 3), 200, 4))
+    train, test = splits["train"], splits["test"]
+    assert train.images.shape == (200, 12, 10, 3) and test.images.shape == (20, 12, 10, 3)
+    assert train.images.dtype == np.uint8 and train.max_value == 255
+    assert set(np.unique(train.labels)) == set(range(4)) and train.num_classes == 4
+    again = sources.load("synthetic", synthetic=((12, 10, 3), 200, 4))["train"]
+    np.testing.assert_array_equal(train.images, again.images)
+    # Batches are a function of (seed, step), as for every source.
+    a = TrainStream(train, 32, seed=1, rows=slice(0, 32)).batch_at(9)["image"]
+    b = TrainStream(again, 32, seed=1, rows=slice(0, 32)).batch_at(9)["image"]
+    c = TrainStream(again, 32, seed=2, rows=slice(0, 32)).batch_at(9)["image"]
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (32, 12, 10, 3) and not np.array_equal(a, c)
+    with pytest.raises(sources.DatasetError, match=r"must be \[H, W, C\]"):
+        sources.load("synthetic", synthetic=((12, 10), 200, 4))

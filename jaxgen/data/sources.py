@@ -1,4 +1,5 @@
-"""Image datasets as in-memory integer arrays: scikit-learn digits, tfds, IDX files.
+"""Image datasets as in-memory integer arrays: scikit-learn digits, tfds, IDX files, and
+synthetic random pixels for benchmarks and smoke tests.
 
 Every source returns `Split`s of raw integer pixels; scaling, binarisation and
 batching happen in `pipeline.py`, the same for every source. The datasets this
@@ -61,10 +62,20 @@ class DataSpec:
         return cls(tuple(split.images.shape[1:]), split.num_classes, split.max_value)
 
 
-def load(source: str, name: str = "", data_dir: str = "") -> dict[str, Split]:
+def from_config(data) -> dict[str, Split]:
+    """The splits of a `config.data` section."""
+    return load(data.source, data.name, data.data_dir,
+                (tuple(data.synthetic_shape), data.synthetic_size, data.synthetic_classes))
+
+
+def load(source: str, name: str = "", data_dir: str = "",
+         synthetic: tuple[tuple[int, ...], int, int] = ((32, 32, 3), 1024, 10)
+         ) -> dict[str, Split]:
     """Returns {"train": Split, "test": Split} for a `config.data` source, whose images have
-    one shape and one range."""
-    if source == "digits":
+    one shape and one range. synthetic: (shape, training images, classes) of source=synthetic."""
+    if source == "synthetic":
+        splits = load_synthetic(*synthetic)
+    elif source == "digits":
         splits = load_digits()
     elif source == "idx":
         splits = load_idx_dir(data_dir or DEBIAN_FASHION_MNIST)
@@ -94,6 +105,19 @@ def load_digits(test_fraction: float = 0.2) -> dict[str, Split]:
         "train": Split(images[train], labels[train], max_value=16, num_classes=10),
         "test": Split(images[test], labels[test], max_value=16, num_classes=10),
     }
+
+
+def load_synthetic(shape: tuple[int, ...], size: int, num_classes: int) -> dict[str, Split]:
+    """Uniform random 8-bit pixels [size, H, W, C] and labels, the same for every call: data
+    of a real dataset's shape where its content does not matter (throughput, smoke tests)."""
+    if len(shape) != 3:
+        raise DatasetError(f"data.synthetic_shape must be [H, W, C], got {list(shape)}")
+    rng = np.random.default_rng(0)
+    num_test = max(size // 10, 1)
+    images = rng.integers(0, 256, (size + num_test, *shape), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, size + num_test).astype(np.int32)
+    return {"train": Split(images[:size], labels[:size], 255, num_classes),
+            "test": Split(images[size:], labels[size:], 255, num_classes)}
 
 
 def read_idx(path: str) -> np.ndarray:

@@ -41,6 +41,7 @@ class AEFamily(FamilyBase):
 
     def __init__(self, config: ml_collections.ConfigDict, data: DataSpec):
         config_lib.check_keys(config, self.keys)
+        self.config = config
         m = config.model
         self.loss = m.loss
         self.latent_dim = m.latent_dim
@@ -50,17 +51,17 @@ class AEFamily(FamilyBase):
 
     def encode(self, params, images, labels=None):
         """images [B, H, W, C] -> codes [B, L]."""
-        return self.model.apply({"params": params}, images, method=AutoEncoder.encode)
+        return self.run(self.model, {"params": params}, images, method=AutoEncoder.encode)
 
     def decode(self, params, z, labels=None):
         """z [B, L] -> images [B, H, W, C] in [0, 1]."""
-        output = self.model.apply({"params": params}, z, method=AutoEncoder.decode)
+        output = self.run(self.model, {"params": params}, z, method=AutoEncoder.decode)
         return jax.nn.sigmoid(output) if self.loss == "bce" else output
 
     def per_example_loss(self, params, images):
         """[B]: summed squared error, or summed binary cross-entropy, over pixels."""
         chex.assert_rank(images, 4)
-        output = self.model.apply({"params": params}, images)
+        output = self.run(self.model, {"params": params}, images)
         if self.loss == "bce":
             per_pixel = jax.nn.softplus(output) - images * output
         else:

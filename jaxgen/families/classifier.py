@@ -59,6 +59,7 @@ class ClassifierFamily(FamilyBase):
         config_lib.check_keys(config, self.keys)
         if data.num_classes < 2:
             raise ConfigError(f"the classifier needs labelled data, got {data.num_classes} class")
+        self.config = config
         self.num_labels = data.num_classes
         self.model = ConvClassifier(data.num_classes, tuple(config.model.features),
                                     config.model.feature_dim, config.model.dropout,
@@ -71,7 +72,7 @@ class ClassifierFamily(FamilyBase):
         return batch["image"], None
 
     def logits(self, params, images, t=None, train=False, rng=None):
-        _, logits = self.model.apply({"params": params}, images, t, train=train,
+        _, logits = self.run(self.model, {"params": params}, images, t, train=train,
                                      rngs={"dropout": rng} if train else None)
         return logits
 

@@ -92,18 +92,18 @@ class GANFamily(FamilyBase):
 
     def generate(self, generator_params, z, labels=None) -> jax.Array:
         """z [B, latent_dim] -> images [B, H, W, C] in [-1, 1]."""
-        return self.generator.apply({"params": generator_params}, z, labels)
+        return self.run(self.generator, {"params": generator_params}, z, labels)
 
     def logits(self, discriminator_params, model_state, x, labels=None,
                update_stats: bool = False):
         """x [B, H, W, C] -> (logits [B], new model_state)."""
         variables = {"params": discriminator_params}
         if not self.spectral_norm:
-            return self.discriminator.apply(variables, x, labels), model_state
+            return self.run(self.discriminator, variables, x, labels), model_state
         variables[SPECTRAL_STATS] = model_state
         if not update_stats:
-            return self.discriminator.apply(variables, x, labels), model_state
-        logits, updated = self.discriminator.apply(variables, x, labels, update_stats=True,
+            return self.run(self.discriminator, variables, x, labels), model_state
+        logits, updated = self.run(self.discriminator, variables, x, labels, update_stats=True,
                                                    mutable=[SPECTRAL_STATS])
         return logits, updated[SPECTRAL_STATS]
 

@@ -35,7 +35,7 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
     except ConfigError as e:
         raise ConfigError(f"{prefix}{e}") from None
     if splits is None:
-        splits = sources.load(config.data.source, config.data.name, config.data.data_dir)
+        splits = sources.from_config(config.data)
     if family is None:
         try:
             family = build(config, sources.DataSpec.of(splits["train"]), from_workdir)

@@ -102,16 +102,16 @@ class VAEFamily(FamilyBase):
 
     def encode(self, params, images, labels=None):
         """images [B, H, W, C] -> posterior mean [B, L], log-variance [B, L]."""
-        return self.model.apply({"params": params}, images, labels, method=AutoEncoder.encode)
+        return self.run(self.model, {"params": params}, images, labels, method=AutoEncoder.encode)
 
     def decode(self, params, z, labels=None):
         """z [B, L] -> mean image [B, H, W, C] of p(x | z)."""
-        output = self.model.apply({"params": params}, z, labels, method=AutoEncoder.decode)
+        output = self.run(self.model, {"params": params}, z, labels, method=AutoEncoder.decode)
         return lk.decoder_mean(output, self.decoder)
 
     def log_likelihood(self, params, x, z, labels):
         """log p(x | z) summed over pixels: [B]."""
-        output = self.model.apply({"params": params}, z, labels, method=AutoEncoder.decode)
+        output = self.run(self.model, {"params": params}, z, labels, method=AutoEncoder.decode)
         return lk.decoder_log_likelihood(x, output, self.decoder, self.fixed_log_variance,
                                          self.min_log_variance, self.num_levels)
 

@@ -32,7 +32,7 @@ class ConvClassifier(nn.Module):
         emb = None
         if self.time_conditioned:
             chex.assert_shape(t, (images.shape[0],))
-            emb = nn.silu(nn.Dense(128)(timestep_embedding(t, 64)))
+            emb = nn.silu(nn.Dense(128)(timestep_embedding(t, 64).astype(images.dtype)))
         h = images
         for width in self.features:
             h = nn.relu(nn.Conv(width, (3, 3))(h))

@@ -47,7 +47,9 @@ class AttentionBlock(nn.Module):
         b, h, w, c = x.shape
         y = nn.GroupNorm(self.num_groups)(x).reshape(b, h * w, c)
         q, k, v = (nn.Dense(c, name=name)(y) for name in ("query", "key", "value"))
-        weights = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / math.sqrt(c), axis=-1)
+        # The softmax in float32 whatever the compute dtype (mixed precision).
+        logits = jnp.einsum("bqc,bkc->bqk", q, k).astype(jnp.float32) / math.sqrt(c)
+        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
         out = nn.Dense(c, name="out")(jnp.einsum("bqk,bkc->bqc", weights, v))
         return x + out.reshape(b, h, w, c)
 
@@ -73,7 +75,7 @@ class UNet(nn.Module):
         chex.assert_rank(x, 4)
         chex.assert_shape(t, (x.shape[0],))
         emb_dim = 4 * self.channels
-        emb = timestep_embedding(t, self.channels)
+        emb = timestep_embedding(t, self.channels).astype(x.dtype)
         emb = nn.Dense(emb_dim)(nn.silu(nn.Dense(emb_dim)(emb)))
         if self.num_classes:
             chex.assert_shape(labels, (x.shape[0],))
