@@ -1,9 +1,16 @@
-"""Train-step throughput, compile time, peak memory and achieved FLOP/s per experiment.
+"""Train-step throughput, FLOPs, MFU, compile time (cold and warm) and peak memory.
 
-python benchmarks/train_step.py [--experiments vae_digits vae_fashion_mnist ...] [--steps 50]
-Writes benchmarks/results/train_step_<platform>.json. The FLOP count of a step is
-XLA's own cost analysis of the compiled step; the machine's peak is a measured
-float32 matmul, so the ratio says how much of reachable compute a step uses.
+python benchmarks/train_step.py [--experiments vae_digits ddpm_cifar10 ...] [--steps 50]
+    [--dtype float32 bfloat16] [--synthetic] [--override KEY=VALUE ...] [--out FILE]
+
+FLOPs are counted from the step's jaxpr (convolutions and matmuls, `jaxgen.flops`): XLA's
+cost analysis misses cuDNN's convolutions on GPU. MFU divides the achieved FLOP/s by the
+device's dense peak for the compute dtype (`jaxgen.flops.PEAKS`; none for CPUs); beside it,
+the share of a matmul rate measured here in the same dtype. Compile "cold" is the first
+compile with an empty persistent cache, "warm" the same step loaded from that cache after
+`jax.clear_caches()` (what a restarted run pays). --synthetic trains on random data of the
+experiment's image shape (no download: ddpm_cifar10 anywhere). Writes
+benchmarks/results/train_step_<device kind>.json.
 """
 
 from __future__ import annotations
@@ -12,22 +19,31 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import sys
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 
-from jaxgen import cli, config as config_lib, runs
+from jaxgen import cli, config as config_lib, flops, runs
 from jaxgen.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Image shapes of the datasets the experiments name, for --synthetic.
+SHAPES = {("digits", ""): (8, 8, 1), ("idx", ""): (28, 28, 1),
+          ("tfds", "fashion_mnist"): (28, 28, 1), ("tfds", "mnist"): (28, 28, 1),
+          ("tfds", "cifar10"): (32, 32, 3)}
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 matmul FLOP/s: the reachable peak of this machine."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+
+def matmul_flops_per_second(dtype, n: int = 4096, repeats: int = 10) -> float:
+    """A measured n x n matmul rate in dtype: what this device reaches in practice."""
+    if jax.devices()[0].platform == "cpu":
+        n = 1024
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()
     start = time.perf_counter()
@@ -45,19 +61,31 @@ def peak_memory_bytes() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process max RSS"
 
 
-def benchmark(experiment: str, steps: int, overrides: list[str]) -> dict:
+def experiment_overrides(experiment: str, synthetic: bool) -> list[str]:
+    if not synthetic:
+        return []
+    config = config_lib.load(f"experiments/{experiment}.py")
+    shape = SHAPES.get((config.data.source, config.data.name))
+    if shape is None:
+        raise config_lib.ConfigError(f"{experiment}: no known image shape for --synthetic")
+    return ["data.source=synthetic", f"data.synthetic_shape={shape}",
+            f"data.synthetic_size={max(4 * config.train.batch_size, 1024)}"]
+
+
+def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str]) -> dict:
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = runs.prepare(flags, [*overrides, f"train.compute_dtype={dtype}"])
     trainer = Trainer(config, family, splits)
     state = trainer.init_state()
     batch = trainer.global_batch(trainer.stream.batch_at(0))
     start = time.perf_counter()
-    compiled = trainer.step_fn.lower(state, batch).compile()
-    compile_seconds = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops_per_step = float(cost.get("flops", float("nan")))
+    compiled, step_flops = trainer.compile_step(state, batch)
+    cold = time.perf_counter() - start
+    jax.clear_caches()
+    start = time.perf_counter()
+    compiled, _ = trainer.compile_step(state, batch)
+    warm = time.perf_counter() - start
     for _ in range(3):  # warm-up
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
@@ -66,23 +94,35 @@ def benchmark(experiment: str, steps: int, overrides: list[str]) -> dict:
     for b in batches:
         state, metrics = compiled(state, b)
     jax.block_until_ready((state, metrics))
-    seconds = time.perf_counter() - start
+    step_seconds = (time.perf_counter() - start) / steps
     memory, memory_kind = peak_memory_bytes()
-    step_seconds = seconds / steps
+    achieved = step_flops / step_seconds
+    peak = flops.peak_flops(jax.devices()[0], dtype)
     return {
         "experiment": experiment,
+        "compute_dtype": dtype,
         "overrides": overrides,
         "global_batch": config.train.batch_size,
         "image_shape": list(splits["train"].images.shape[1:]),
         "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
-        "compile_seconds": compile_seconds,
+        "compile_seconds_cold": cold,
+        "compile_seconds_warm": warm,
         "step_seconds": step_seconds,
         "images_per_second": config.train.batch_size / step_seconds,
-        "flops_per_step": flops_per_step,
-        "achieved_flops_per_second": flops_per_step / step_seconds,
+        "flops_per_step": step_flops,
+        "flops_per_image": step_flops / config.train.batch_size,
+        "achieved_flops_per_second": achieved,
+        "mfu": achieved / (peak * jax.device_count()) if peak else None,
         "peak_memory_bytes": memory,
         "peak_memory_kind": memory_kind,
     }
+
+
+def device_slug() -> str:
+    device = jax.devices()[0]
+    kind = getattr(device, "device_kind", "") or device.platform
+    return device.platform if device.platform == "cpu" else re.sub(r"[^a-z0-9]+", "_",
+                                                                  kind.lower()).strip("_")
 
 
 def main() -> None:
@@ -90,36 +130,56 @@ def main() -> None:
     p.add_argument("--experiments", nargs="+",
                    default=["vae_digits", "vae_fashion_mnist", "ae_fashion_mnist"])
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--dtype", nargs="+", default=["float32"], choices=("float32", "bfloat16"))
+    p.add_argument("--synthetic", action="store_true", help="random data of the right shape")
+    p.add_argument("--deterministic", action="store_true",
+                   help="train.deterministic's XLA flags (GPU): measures their cost")
     p.add_argument("--override", action="append", default=[], help="KEY=VALUE for every config")
     p.add_argument("--out", default="")
     args = p.parse_args()
     os.chdir(ROOT)
-    peak = matmul_peak_flops()
+    # An empty persistent cache of this run's own, so "cold" is a real compile.
+    os.environ["JAXGEN_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jaxgen_xla_")
+    from jaxgen import runtime
+    runtime.configure(deterministic=args.deterministic)
+    matmul = {d: matmul_flops_per_second(jnp.dtype(d)) for d in args.dtype}
     results = []
     for name in args.experiments:
-        try:
-            row = benchmark(name, args.steps, args.override)
-        except (config_lib.ConfigError, RuntimeError) as e:
-            print(f"{name}: skipped: {e}", file=sys.stderr)
-            continue
-        row["fraction_of_matmul_peak"] = row["achieved_flops_per_second"] / peak
-        results.append(row)
-        print(f"{name}: {row['images_per_second']:.0f} images/s, compile "
-              f"{row['compile_seconds']:.2f} s, {row['achieved_flops_per_second'] / 1e9:.1f} "
-              f"GFLOP/s ({100 * row['fraction_of_matmul_peak']:.1f}% of matmul peak), peak memory "
-              f"{row['peak_memory_bytes'] / 2**20:.0f} MiB ({row['peak_memory_kind']})")
+        for dtype in args.dtype:
+            try:
+                row = benchmark(name, args.steps, dtype,
+                                [*experiment_overrides(name, args.synthetic), *args.override])
+            except (config_lib.ConfigError, RuntimeError) as e:
+                print(f"{name}: skipped: {e}", file=sys.stderr)
+                continue
+            row["fraction_of_measured_matmul"] = row["achieved_flops_per_second"] / matmul[dtype]
+            results.append(row)
+            mfu = f"MFU {100 * row['mfu']:.1f}%, " if row["mfu"] is not None else ""
+            print(f"{name} {dtype}: {row['images_per_second']:.0f} images/s, "
+                  f"{row['flops_per_image'] / 1e9:.3g} GFLOP/image, "
+                  f"{row['achieved_flops_per_second'] / 1e12:.3g} TFLOP/s ({mfu}"
+                  f"{100 * row['fraction_of_measured_matmul']:.1f}% of measured matmul), "
+                  f"compile {row['compile_seconds_cold']:.1f} s cold / "
+                  f"{row['compile_seconds_warm']:.2f} s warm, peak memory "
+                  f"{row['peak_memory_bytes'] / 2**20:.0f} MiB ({row['peak_memory_kind']})",
+                  flush=True)
     device = jax.devices()[0]
     record = {
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
         "num_devices": jax.device_count(),
         "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "jax": jax.__version__,
-        "matmul_peak_flops_per_second": peak,
+        "versions": {m: sys.modules[m].__version__ for m in ("jax", "flax", "optax")
+                     if __import__(m)},
+        "command": " ".join(["python", *sys.argv]),
+        "deterministic": args.deterministic,
+        "measured_matmul_flops_per_second": matmul,
+        "dense_peak_flops_per_second": {d: flops.peak_flops(device, d) for d in args.dtype},
         "steps_timed": args.steps,
         "results": results,
     }
     out = args.out or os.path.join(ROOT, "benchmarks", "results",
-                                   f"train_step_{device.platform}.json")
+                                   f"train_step_{device_slug()}"
+                                   f"{'_deterministic' if args.deterministic else ''}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)

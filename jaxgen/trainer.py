@@ -9,6 +9,7 @@ it after the step in flight with a checkpoint of that step (`Preempted`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import math
@@ -126,6 +127,13 @@ class Trainer:
         return self.init_fn(root_key_data(self.config.seed),
                             self.global_batch(self.stream.batch_at(0)))
 
+    def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes, dtypes and shardings of every global training batch."""
+        local = self.stream.batch_at(0)
+        sharding = parallel.batch_sharded(self.mesh)
+        return {k: jax.ShapeDtypeStruct((self.config.train.batch_size,) + v.shape[1:], v.dtype,
+                                        sharding=sharding) for k, v in local.items()}
+
     def abstract_state(self) -> Any:
         return contract.abstract_state(self.family, self.config.seed,
                                        self.global_batch(self.stream.batch_at(0)), self.ema,
@@ -198,8 +206,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
         checkpointer = workdir_lib.checkpointer(workdir, config.checkpoint.keep)
         writer = Writer(workdir, enabled=parallel.is_primary())
         try:
-            state = _restore_or_init(trainer, checkpointer)
-            return _loop(trainer, state, checkpointer, writer, workdir, eval_hooks, stop)
+            # The step compiles (from abstract shapes) while the state is restored or
+            # initialised: XLA compiles without the GIL, so the two overlap.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                compiling = pool.submit(trainer.compile_step, trainer.abstract_state(),
+                                        trainer.abstract_batch())
+                state = _restore_or_init(trainer, checkpointer)
+                compiled = compiling.result()
+            return _loop(trainer, state, compiled, checkpointer, writer, workdir, eval_hooks,
+                         stop)
         finally:
             try:
                 checkpointer.wait()
@@ -280,7 +295,8 @@ class TrainMetrics(Every):
         self.on_log(means)
 
 
-def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, writer: Writer,
+def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
+          checkpointer: Checkpointer, writer: Writer,
           workdir: str, eval_hooks: Sequence[EvalHook],
           stop: preemption.StopSignals) -> TrainState:
     config = trainer.config
@@ -304,10 +320,7 @@ def _loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer, write
         _write_samples(trainer, state, writer, workdir, step)
         _write_curves(workdir, curve_keys)
 
-    step_fn, step_flops = trainer.step_fn, 0
-    if start < num_steps:
-        step_fn, step_flops = trainer.compile_step(
-            state, trainer.global_batch(trainer.stream.batch_at(start)))
+    step_fn, step_flops = compiled
     train_metrics = TrainMetrics(config, writer, checkpointer, start, show, step_flops)
     actions = [train_metrics, Every(config.eval.every_steps, evaluate)]
     if isinstance(trainer.family, Sampler):  # a classifier has no sampler

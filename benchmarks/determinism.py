@@ -1,0 +1,104 @@
+"""Bit-reproducibility of training on this machine's accelerator: two uninterrupted runs with
+the same seed, and a run SIGKILLed after its first checkpoint and restarted, against each
+other, array by array.
+
+python benchmarks/determinism.py [--experiment vae_digits] [--steps 200] [--deterministic 1]
+    [--override KEY=VALUE ...] [--out FILE]
+
+Writes benchmarks/results/determinism_<device kind>[_off].json: how many parameter and
+optimiser arrays are bit-identical, and the largest difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def train(args: list[str], workdir: str, kill_at: int = 0) -> None:
+    """Runs jaxgen.train to the end, or SIGKILLs it once a checkpoint >= kill_at exists."""
+    command = [sys.executable, "-m", "jaxgen.train", *args, f"--workdir={workdir}"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    if not kill_at:
+        subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        return
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    while proc.poll() is None:
+        steps = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
+            checkpoints) else []
+        if steps and max(steps) >= kill_at:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+
+
+def compare(workdir_a: str, workdir_b: str) -> dict:
+    import jax
+    from tests.helpers import final_state
+    step_a, a = final_state(workdir_a)
+    step_b, b = final_state(workdir_b)
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    same = [np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(leaves_a, leaves_b)]
+    diff = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+               for x, y in zip(leaves_a, leaves_b) if np.asarray(x).size)
+    return {"steps": [int(step_a), int(step_b)], "arrays": len(same),
+            "bit_identical": int(sum(same)), "max_abs_difference": diff}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--experiment", default="vae_digits")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--deterministic", type=int, default=1)
+    p.add_argument("--override", action="append", default=[])
+    p.add_argument("--out", default="")
+    args = p.parse_args()
+    config = [f"--config=experiments/{args.experiment}.py",
+              f"--config.train.num_steps={args.steps}",
+              f"--config.train.deterministic={bool(args.deterministic)}",
+              f"--config.checkpoint.every_steps={max(args.steps // 4, 1)}",
+              f"--config.eval.every_steps={args.steps}",
+              f"--config.sample.every_steps={args.steps}", "--config.eval.track_samples=0",
+              *[f"--config.{o}" for o in args.override]]
+    root = tempfile.mkdtemp(prefix="jaxgen_determinism_")
+    start = time.perf_counter()
+    train(config, f"{root}/a")
+    train(config, f"{root}/b")
+    train(config, f"{root}/killed", kill_at=max(args.steps // 4, 1))
+    train(config, f"{root}/killed")
+    import jax
+    device = jax.devices()[0]
+    record = {
+        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "versions": {"jax": jax.__version__},
+        "command": " ".join(["python", *sys.argv]),
+        "config": config,
+        "two_uninterrupted_runs": compare(f"{root}/a", f"{root}/b"),
+        "killed_and_restarted_vs_uninterrupted": compare(f"{root}/a", f"{root}/killed"),
+        "seconds": time.perf_counter() - start,
+    }
+    print(json.dumps(record, indent=2))
+    from benchmarks.train_step import device_slug
+    out = args.out or os.path.join(ROOT, "benchmarks", "results", f"determinism_{device_slug()}"
+                                   f"{'' if args.deterministic else '_off'}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
