@@ -12,7 +12,6 @@ optimiser arrays are bit-identical, and the largest difference.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -80,24 +79,15 @@ def main() -> None:
     train(config, f"{root}/b")
     train(config, f"{root}/killed", kill_at=max(args.steps // 4, 1))
     train(config, f"{root}/killed")
-    import jax
-    device = jax.devices()[0]
+    from benchmarks.train_step import environment, write_record
     record = {
-        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
-        "versions": {"jax": jax.__version__},
-        "command": " ".join(["python", *sys.argv]),
+        **environment(),
         "config": config,
         "two_uninterrupted_runs": compare(f"{root}/a", f"{root}/b"),
         "killed_and_restarted_vs_uninterrupted": compare(f"{root}/a", f"{root}/killed"),
         "seconds": time.perf_counter() - start,
     }
-    print(json.dumps(record, indent=2))
-    from benchmarks.train_step import device_slug
-    out = args.out or os.path.join(ROOT, "benchmarks", "results", f"determinism_{device_slug()}"
-                                   f"{'' if args.deterministic else '_off'}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
+    write_record(record, args.out, f"determinism{'' if args.deterministic else '_off'}")
 
 
 if __name__ == "__main__":

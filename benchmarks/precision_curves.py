@@ -10,7 +10,6 @@ Writes benchmarks/results/precision_curves_<device kind>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -54,22 +53,13 @@ def main() -> None:
                        "wall_seconds": time.perf_counter() - start}
     f32, bf16 = runs["float32"]["test_loss"], runs["bfloat16"]["test_loss"]
     steps = sorted(set(f32) & set(bf16))
-    import jax
-    device = jax.devices()[0]
+    from benchmarks.train_step import environment, write_record
     record = {
-        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
-        "versions": {"jax": jax.__version__},
-        "command": " ".join(["python", *sys.argv]),
+        **environment(),
         "runs": runs,
         "relative_difference_of_test_loss": {s: (bf16[s] - f32[s]) / f32[s] for s in steps},
     }
-    print(json.dumps(record, indent=2))
-    from benchmarks.train_step import device_slug
-    out = args.out or os.path.join(ROOT, "benchmarks", "results",
-                                   f"precision_curves_{device_slug()}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
+    write_record(record, args.out, "precision_curves")
 
 
 if __name__ == "__main__":

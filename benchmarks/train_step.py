@@ -125,6 +125,30 @@ def device_slug() -> str:
                                                                   kind.lower()).strip("_")
 
 
+def environment() -> dict:
+    """What every benchmark record names: device, host, library versions, command."""
+    import flax
+    import optax
+    device = jax.devices()[0]
+    return {"device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+            "num_devices": jax.device_count(),
+            "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "versions": {"jax": jax.__version__, "flax": flax.__version__,
+                         "optax": optax.__version__},
+            "command": " ".join(["python", *sys.argv])}
+
+
+def write_record(record: dict, out: str, stem: str, echo: bool = True) -> None:
+    """Writes record as JSON to out, default benchmarks/results/<stem>_<device kind>.json."""
+    if echo:
+        print(json.dumps(record, indent=2))
+    out = out or os.path.join(ROOT, "benchmarks", "results", f"{stem}_{device_slug()}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    print(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiments", nargs="+",
@@ -165,25 +189,15 @@ def main() -> None:
                   flush=True)
     device = jax.devices()[0]
     record = {
-        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
-        "num_devices": jax.device_count(),
-        "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": {m: sys.modules[m].__version__ for m in ("jax", "flax", "optax")
-                     if __import__(m)},
-        "command": " ".join(["python", *sys.argv]),
+        **environment(),
         "deterministic": args.deterministic,
         "measured_matmul_flops_per_second": matmul,
         "dense_peak_flops_per_second": {d: flops.peak_flops(device, d) for d in args.dtype},
         "steps_timed": args.steps,
         "results": results,
     }
-    out = args.out or os.path.join(ROOT, "benchmarks", "results",
-                                   f"train_step_{device_slug()}"
-                                   f"{'_deterministic' if args.deterministic else ''}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    print(out)
+    write_record(record, args.out,
+                 f"train_step{'_deterministic' if args.deterministic else ''}", echo=False)
 
 
 if __name__ == "__main__":
