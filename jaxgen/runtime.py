@@ -2,8 +2,9 @@
 compiles anything: GPU determinism and the persistent compilation cache.
 
 XLA reads XLA_FLAGS once, when the backend starts; a flag added later has no effect on that
-process, so `configure` refuses to run after the backend is up (the entry points call it
-first thing, through `cli.init_runtime`).
+process. The entry points call `configure` first thing (through `cli.init_runtime`); called
+later in a process (an entry point's main run from a notebook or a test), it leaves XLA_FLAGS
+alone and warns if the backend is a GPU's.
 """
 
 from __future__ import annotations
@@ -44,24 +45,26 @@ def compile_cache_dir() -> str | None:
         os.path.expanduser("~"), ".cache", "jaxgen"), "xla")
 
 
-def configure(deterministic: bool) -> None:
+def configure(deterministic: bool) -> bool:
     """Adds the determinism flags to XLA_FLAGS (deterministic) and turns on the persistent
     compilation cache, so a restarted run loads its compiled steps instead of compiling
-    them again (with the GPU autotuning results, which also keeps its kernels the same).
-
-    Raises:
-      RuntimeError: the backend has started already, so the flags could not take effect.
-    """
+    them again. Returns False when the flags were wanted but the backend had started
+    without them (they cannot take effect in this process)."""
+    in_effect = True
     if deterministic:
         flags = os.environ.get("XLA_FLAGS", "")
         wanted = xla_flags_with(flags, DETERMINISTIC_FLAGS)
-        if wanted != flags:
-            if backend_started():
-                raise RuntimeError("train.deterministic must be applied before JAX starts its "
-                                   "backend (call runtime.configure first)")
+        if wanted != flags and backend_started():
+            in_effect = False
+            if jax.default_backend() == "gpu":
+                log.warning("train.deterministic: the GPU backend started before the flags "
+                            "%s were set; this process is not bit-reproducible",
+                            DETERMINISTIC_FLAGS)
+        elif wanted != flags:
             os.environ["XLA_FLAGS"] = wanted
     directory = compile_cache_dir()
     if directory:
         jax.config.update("jax_compilation_cache_dir", directory)
         # Cache every step that took a while to compile, whatever its size.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return in_effect
