@@ -73,7 +73,7 @@ class ClassifierFamily(FamilyBase):
 
     def logits(self, params, images, t=None, train=False, rng=None):
         _, logits = self.run(self.model, {"params": params}, images, t, train=train,
-                                     rngs={"dropout": rng} if train else None)
+                             rngs={"dropout": rng} if train else None)
         return logits
 
     def init(self, rng, batch) -> TrainState:

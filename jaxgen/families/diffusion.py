@@ -155,7 +155,7 @@ class DiffusionFamily(FamilyBase):
     def apply(self, params, x_t, index, labels=None, train=False, rng=None):
         """The UNet's output at x_t [B, ...], index [B]."""
         return self.run(self.model, {"params": params}, x_t, index, labels, train=train,
-                                rngs={"dropout": rng} if train else None)
+                        rngs={"dropout": rng} if train else None)
 
     # The contract.
 

@@ -104,7 +104,7 @@ class GANFamily(FamilyBase):
         if not update_stats:
             return self.run(self.discriminator, variables, x, labels), model_state
         logits, updated = self.run(self.discriminator, variables, x, labels, update_stats=True,
-                                                   mutable=[SPECTRAL_STATS])
+                                   mutable=[SPECTRAL_STATS])
         return logits, updated[SPECTRAL_STATS]
 
     def r1_penalty(self, discriminator_params, model_state, real, labels=None) -> jax.Array:
