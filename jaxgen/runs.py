@@ -87,7 +87,13 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
     # Only what decides the weights: a new eval.* or sample.* key in the base config must not
     # send every user through a retraining of an identical classifier.
     tree = c.to_dict()
-    if c.data.source != "synthetic":  # keys added later must not move existing caches
+    # Keys added since caches were first written must not move them: settings that never
+    # change the weights are left out, the others while they hold their defaults.
+    for key in ("deterministic", "profile_steps"):
+        tree["train"].pop(key, None)
+    if tree["train"].get("compute_dtype") == "float32":
+        tree["train"].pop("compute_dtype")
+    if c.data.source != "synthetic":
         tree["data"] = {k: v for k, v in tree["data"].items() if not k.startswith("synthetic_")}
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
     return extractor_lib.cache_directory(extractor_lib.cache_root(config), dataset,

@@ -55,6 +55,9 @@ def test_classifier_cache_key_covers_only_what_decides_its_weights():
     from jaxgen.config import load
     from jaxgen.runs import classifier_directory
     base = classifier_directory(load("experiments/vae_digits.py", []))
+    # The cache key of the digits classifier since it was introduced: new config keys must
+    # not send every user through a retraining.
+    assert base.endswith("classifier-digits-6c3a4d7a82be")
     for unrelated in ("eval.num_samples=7", "eval.batch_size=3", "sample.num=4", "seed=5",
                       "model.latent_dim=3", "train.num_steps=9"):
         assert classifier_directory(load("experiments/vae_digits.py", [unrelated])) == base
