@@ -25,24 +25,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def train(args: list[str], workdir: str, kill_at: int = 0) -> None:
-    """Runs jaxgen.train to the end, or SIGKILLs it once a checkpoint >= kill_at exists."""
+
+def train(args: list[str], workdir: str, kill_at: int = 0) -> dict:
+    """Runs jaxgen.train to the end, or SIGKILLs it once a checkpoint >= kill_at exists.
+
+    Returns what happened: the exit code and, for a kill, the newest checkpoint at that
+    moment (a run that finished before the kill landed says so, rather than passing for a
+    killed one). The run's log goes to WORKDIR.log.
+    """
     command = [sys.executable, "-m", "jaxgen.train", *args, f"--workdir={workdir}"]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    if not kill_at:
-        subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-        return
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    checkpoints = os.path.join(workdir, "checkpoints")
-    while proc.poll() is None:
-        steps = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
-            checkpoints) else []
-        if steps and max(steps) >= kill_at:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
+    from benchmarks.train_step import python_path
+    env = dict(os.environ, PYTHONPATH=python_path())
+    with open(f"{workdir}.log", "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        checkpoints = os.path.join(workdir, "checkpoints")
+        killed_at = None
+        while kill_at and proc.poll() is None:
+            steps = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
+                checkpoints) else []
+            if steps and max(steps) >= kill_at:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = max(steps)
+                break
+            time.sleep(0.01)
+        code = proc.wait()
+    if code not in (0, -signal.SIGKILL):
+        with open(f"{workdir}.log", encoding="utf-8") as f:
+            sys.exit(f"jaxgen.train failed ({code}); its log ends:\n{f.read()[-3000:]}")
+    return {"returncode": code, "killed_after_checkpoint": killed_at}
 
 
 def compare(workdir_a: str, workdir_b: str) -> dict:
@@ -77,13 +87,15 @@ def main() -> None:
     start = time.perf_counter()
     train(config, f"{root}/a")
     train(config, f"{root}/b")
-    train(config, f"{root}/killed", kill_at=max(args.steps // 4, 1))
-    train(config, f"{root}/killed")
+    kill = train(config, f"{root}/killed", kill_at=max(args.steps // 4, 1))
+    restart = train(config, f"{root}/killed")
     from benchmarks.train_step import environment, write_record
     record = {
         **environment(),
         "config": config,
         "two_uninterrupted_runs": compare(f"{root}/a", f"{root}/b"),
+        "kill": kill,
+        "restart": restart,
         "killed_and_restarted_vs_uninterrupted": compare(f"{root}/a", f"{root}/killed"),
         "seconds": time.perf_counter() - start,
     }

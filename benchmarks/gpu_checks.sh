@@ -1,26 +1,52 @@
 #!/bin/bash
-# Issue 14's GPU checks in one device run (budget: under 9 minutes on one H100).
+# Issue 14's GPU checks (one NVIDIA H100; results of 2026-11-27 in BUILD_NOTES.md).
 # Prepare on the development machine once (no network on the device machine):
-#   echo /.whl/ >> .git/info/exclude; echo /.data/ >> .git/info/exclude
+#   printf '/.whl/\n/.data/\n' >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#       --implementation cp --platform manylinux2014_x86_64 -d .whl ml_collections absl-py
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl ml_collections tensorboardX
 #   mkdir -p .data && cp -r /usr/share/datasets/fashion-mnist .data/
-# Then: run(command="bash benchmarks/gpu_checks.sh", carry=[".whl", ".data"], timeout_s=560)
+# Then: run(command="bash benchmarks/gpu_checks.sh speed", carry=[".whl", ".data"], timeout_s=560)
 # Every result lands in $OUT as JSON naming the device, the versions and the command.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:. || exit 1
 export PYTHONUNBUFFERED=1 JAXGEN_CACHE=/tmp/jaxgen_cache
+OUT=${OUT:-/tmp/gpu_checks}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 python3 -c "import jax, flax, optax; print(jax.__version__, flax.__version__, optax.__version__)" \
     | tee -a "$OUT/device.txt"
-step() { echo "== $*"; timeout "$1" "${@:2}" 2>&1 | grep -v "^WARNING" ; }
-step 200 python3 benchmarks/train_step.py --synthetic --steps 30 --dtype float32 bfloat16 \
-    --experiments ddpm_cifar10 vae_fashion_mnist gan_fashion_mnist ddpm_fashion_mnist \
-    --out "$OUT/train_step.json"
-step 80 python3 benchmarks/train_step.py --synthetic --deterministic --steps 30 \
-    --dtype bfloat16 --experiments ddpm_cifar10 --out "$OUT/train_step_deterministic.json"
-step 90 python3 benchmarks/determinism.py --steps 200 --out "$OUT/determinism.json"
-step 90 python3 benchmarks/precision_curves.py --experiment ddpm_fashion_mnist --steps 1500 \
-    --override data.source=idx --override data.data_dir=.data/fashion-mnist \
-    --override eval.num_examples=2000 --out "$OUT/precision_curves.json"
+step() { echo "== $(date +%T) $*"; timeout "$1" "${@:2}" 2>&1 | grep -v "^WARNING\|cuda_timer" ; }
+# Two parts, each inside one device call of at most 10 minutes:
+#   bash benchmarks/gpu_checks.sh speed    throughput, MFU, profile, cost of determinism (~9 min)
+#   bash benchmarks/gpu_checks.sh checks   bit-identical runs, kill + restart, bf16 curve (~2.5 min)
+# A dry run on CPU: STEPS=2 BIG=vae_digits SMALL=gan_digits DET_STEPS=40 CURVE_STEPS=10 ...
+STEPS=${STEPS:-30} BIG=${BIG:-ddpm_cifar10}
+SMALL=${SMALL:-vae_fashion_mnist gan_fashion_mnist ddpm_fashion_mnist}
+for part in "${@:-speed}"; do
+  if [ "$part" = speed ]; then
+    # One process per row: a row that outlives its limit costs that row only.
+    step 150 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" --dtype bfloat16 \
+        --experiments "$BIG" --profile /tmp/profile --out "$OUT/train_step_big_bf16.json"
+    step 130 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" --dtype float32 \
+        --experiments "$BIG" --out "$OUT/train_step_big_f32.json"
+    step 75 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" --dtype bfloat16 \
+        --experiments ddpm_fashion_mnist --out "$OUT/train_step_unet_nondeterministic.json"
+    step 75 python3 benchmarks/train_step.py --synthetic --deterministic --steps "$STEPS" \
+        --dtype bfloat16 --experiments ddpm_fashion_mnist \
+        --out "$OUT/train_step_unet_deterministic.json"
+    # shellcheck disable=SC2086
+    step 100 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" \
+        --dtype float32 bfloat16 --experiments $SMALL --out "$OUT/train_step_small.json"
+  elif [ "$part" = checks ]; then
+    # Their figures do not depend on timing, so they share the GPU.
+    export XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
+    step 170 python3 benchmarks/determinism.py --steps "${DET_STEPS:-400}" \
+        --out "$OUT/determinism.json" &
+    step 170 python3 benchmarks/precision_curves.py --experiment ddpm_fashion_mnist \
+        --steps "${CURVE_STEPS:-1500}" --override data.source=idx \
+        --override data.data_dir=.data/fashion-mnist --override eval.track_samples=0 \
+        --out "$OUT/precision_curves.json" &
+    wait
+  fi
+done
+echo "== $(date +%T) done"

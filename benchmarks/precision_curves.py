@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)
 DTYPES = ("float32", "bfloat16")
 
 
+
 def curve(workdir: str, split: str, key: str) -> dict[int, float]:
     from jaxgen.writers import read_metrics
     return {int(r["step"]): float(r[key]) for r in read_metrics(workdir, split) if key in r}
@@ -33,20 +34,25 @@ def main() -> None:
     p.add_argument("--override", action="append", default=[])
     p.add_argument("--out", default="")
     args = p.parse_args()
+    from benchmarks.train_step import python_path
     root = tempfile.mkdtemp(prefix="jaxgen_precision_")
     runs = {}
     for dtype in DTYPES:
         workdir = os.path.join(root, dtype)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "jaxgen.train",
-                        f"--config=experiments/{args.experiment}.py", f"--workdir={workdir}",
-                        f"--config.train.num_steps={args.steps}",
-                        f"--config.train.compute_dtype={dtype}",
-                        f"--config.eval.every_steps={max(args.steps // 5, 1)}",
-                        f"--config.sample.every_steps={args.steps}",
-                        *[f"--config.{o}" for o in args.override]],
-                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), check=True,
-                       stdout=subprocess.DEVNULL)
+        with open(f"{workdir}.log", "w", encoding="utf-8") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "jaxgen.train",
+                 f"--config=experiments/{args.experiment}.py", f"--workdir={workdir}",
+                 f"--config.train.num_steps={args.steps}",
+                 f"--config.train.compute_dtype={dtype}",
+                 f"--config.eval.every_steps={max(args.steps // 5, 1)}",
+                 f"--config.sample.every_steps={args.steps}",
+                 *[f"--config.{o}" for o in args.override]],
+                cwd=ROOT, env=dict(os.environ, PYTHONPATH=python_path()), stdout=log, stderr=log)
+        if done.returncode:
+            with open(f"{workdir}.log", encoding="utf-8") as f:
+                sys.exit(f"{dtype} run failed; its log ends:\n{f.read()[-3000:]}")
         train = curve(workdir, "train", "images_per_sec")
         runs[dtype] = {"test_loss": curve(workdir, "test", "loss"),
                        "images_per_second_last_log": train[max(train)] if train else None,

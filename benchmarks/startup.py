@@ -21,12 +21,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+
 def seconds_to_first_step(experiment: str, workdir: str, cache: str,
                           overrides: list[str]) -> dict:
     command = [sys.executable, "-m", "jaxgen.train", f"--config=experiments/{experiment}.py",
                f"--workdir={workdir}", "--config.train.num_steps=2",
                "--config.train.log_every_steps=1", *[f"--config.{o}" for o in overrides]]
-    env = dict(os.environ, PYTHONPATH=ROOT, JAXGEN_COMPILE_CACHE=cache, PYTHONUNBUFFERED="1")
+    from benchmarks.train_step import python_path
+    env = dict(os.environ, PYTHONPATH=python_path(), JAXGEN_COMPILE_CACHE=cache,
+               PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     marks = {}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -32,6 +32,8 @@ from jaxgen import cli, config as config_lib, flops, runs
 from jaxgen.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+PROFILED_STEPS = 5
 
 # Image shapes of the datasets the experiments name, for --synthetic.
 SHAPES = {("digits", ""): (8, 8, 1), ("idx", ""): (28, 28, 1),
@@ -72,7 +74,8 @@ def experiment_overrides(experiment: str, synthetic: bool) -> list[str]:
             f"data.synthetic_size={max(4 * config.train.batch_size, 1024)}"]
 
 
-def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str]) -> dict:
+def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
+              profile_dir: str = "") -> dict:
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
     config, splits, family = runs.prepare(flags, [*overrides, f"train.compute_dtype={dtype}"])
@@ -96,6 +99,17 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str]) -> 
     jax.block_until_ready((state, metrics))
     step_seconds = (time.perf_counter() - start) / steps
     memory, memory_kind = peak_memory_bytes()
+    profile = None
+    if profile_dir:  # after the timed steps, so the profiler's overhead stays out of them
+        from benchmarks.profile_summary import summarise
+        directory = os.path.join(profile_dir, f"{experiment}_{dtype}")
+        jax.profiler.start_trace(directory, create_perfetto_trace=True)
+        for b in batches[:PROFILED_STEPS]:
+            state, metrics = compiled(state, b)
+        jax.block_until_ready((state, metrics))
+        jax.profiler.stop_trace()
+        profile = summarise(directory)
+        profile["steps"] = PROFILED_STEPS
     achieved = step_flops / step_seconds
     peak = flops.peak_flops(jax.devices()[0], dtype)
     return {
@@ -115,6 +129,7 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str]) -> 
         "mfu": achieved / (peak * jax.device_count()) if peak else None,
         "peak_memory_bytes": memory,
         "peak_memory_kind": memory_kind,
+        "profile": profile,
     }
 
 
@@ -123,6 +138,11 @@ def device_slug() -> str:
     kind = getattr(device, "device_kind", "") or device.platform
     return device.platform if device.platform == "cpu" else re.sub(r"[^a-z0-9]+", "_",
                                                                   kind.lower()).strip("_")
+
+
+def python_path() -> str:
+    """The repository first, then whatever PYTHONPATH already holds (carried wheels)."""
+    return os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
 
 
 def environment() -> dict:
@@ -159,6 +179,8 @@ def main() -> None:
     p.add_argument("--deterministic", action="store_true",
                    help="train.deterministic's XLA flags (GPU): measures their cost")
     p.add_argument("--override", action="append", default=[], help="KEY=VALUE for every config")
+    p.add_argument("--profile", default="", metavar="DIR",
+                   help=f"also trace {PROFILED_STEPS} steps per row into DIR and summarise them")
     p.add_argument("--out", default="")
     args = p.parse_args()
     os.chdir(ROOT)
@@ -167,17 +189,29 @@ def main() -> None:
     from jaxgen import runtime
     runtime.configure(deterministic=args.deterministic)
     matmul = {d: matmul_flops_per_second(jnp.dtype(d)) for d in args.dtype}
-    results = []
+    device = jax.devices()[0]
+    record = {
+        **environment(),
+        "deterministic": args.deterministic,
+        "measured_matmul_flops_per_second": matmul,
+        "dense_peak_flops_per_second": {d: flops.peak_flops(device, d) for d in args.dtype},
+        "steps_timed": args.steps,
+        "results": [],
+    }
+    stem = f"train_step{'_deterministic' if args.deterministic else ''}"
     for name in args.experiments:
         for dtype in args.dtype:
             try:
                 row = benchmark(name, args.steps, dtype,
-                                [*experiment_overrides(name, args.synthetic), *args.override])
+                                [*experiment_overrides(name, args.synthetic), *args.override],
+                                args.profile)
             except (config_lib.ConfigError, RuntimeError) as e:
                 print(f"{name}: skipped: {e}", file=sys.stderr)
                 continue
             row["fraction_of_measured_matmul"] = row["achieved_flops_per_second"] / matmul[dtype]
-            results.append(row)
+            record["results"].append(row)
+            # Written after every row: a run stopped at its time limit keeps what it measured.
+            write_record(record, args.out, stem, echo=False)
             mfu = f"MFU {100 * row['mfu']:.1f}%, " if row["mfu"] is not None else ""
             print(f"{name} {dtype}: {row['images_per_second']:.0f} images/s, "
                   f"{row['flops_per_image'] / 1e9:.3g} GFLOP/image, "
@@ -187,17 +221,12 @@ def main() -> None:
                   f"{row['compile_seconds_warm']:.2f} s warm, peak memory "
                   f"{row['peak_memory_bytes'] / 2**20:.0f} MiB ({row['peak_memory_kind']})",
                   flush=True)
-    device = jax.devices()[0]
-    record = {
-        **environment(),
-        "deterministic": args.deterministic,
-        "measured_matmul_flops_per_second": matmul,
-        "dense_peak_flops_per_second": {d: flops.peak_flops(device, d) for d in args.dtype},
-        "steps_timed": args.steps,
-        "results": results,
-    }
-    write_record(record, args.out,
-                 f"train_step{'_deterministic' if args.deterministic else ''}", echo=False)
+            if row["profile"]:
+                print("  kernel time by kind: " + ", ".join(
+                    f"{k} {100 * v / row['profile']['device_seconds']:.0f}%"
+                    for k, v in row["profile"]["by_kind"].items()))
+                for kernel, _, share in row["profile"]["top"][:12]:
+                    print(f"    {100 * share:5.1f}%  {kernel[:100]}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """DDPM on CIFAR-10 with the architecture of Ho et al. 2020 (35.7M parameters), for GPU/TPU.
 
 python -m jaxgen.train --config=experiments/ddpm_cifar10.py --workdir=runs/ddpm_cifar10
-The paper trains 800k steps at batch 128, lr 2e-4, EMA 0.9999, linear schedule; this config
-keeps the network and the optimiser and uses the cosine schedule, jaxgen's default
-(--config.model.schedule=linear for the paper's).
+The paper trains 800k steps at batch 128, lr 2e-4 after a 5,000-step linear warmup, gradient
+clipping at norm 1, EMA 0.9999, linear noise schedule; this config keeps the network and the
+optimiser and uses the cosine noise schedule, jaxgen's default (--config.model.schedule=linear
+for the paper's).
 """
 
 from jaxgen.families.diffusion import default_config
@@ -22,6 +23,7 @@ def get_config():
     c.train.num_steps = 800_000
     c.train.batch_size = 128
     c.train.learning_rate = 2e-4
+    c.train.warmup_steps = 5000
     c.train.ema_decay = 0.9999
     c.train.log_every_steps = 1000
     c.eval.every_steps = 50_000

@@ -27,7 +27,12 @@ EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_PREEMPTED, EXIT_INTERRUPTED = 2, 3, 75, 13
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    """The flags every entry point shares; description is its docstring's first line
+    ("python -m jaxgen.train ..."), whose command names the program in --help."""
+    words = description.split()
+    prog = " ".join(words[:3]) if words[:2] == ["python", "-m"] else None
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False, prog=prog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="experiments/NAME.py[:ARG]; default: the workdir's config")
     p.add_argument("--workdir", required=True, help="the run's directory")
     p.add_argument("--allow_family", action="append", default=[], metavar="MODULE:FACTORY",
@@ -43,12 +48,55 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def parse(p: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Returns (flags, config overrides as 'KEY=VALUE'); unknown flags are errors."""
+    """Returns (flags, config overrides as 'KEY=VALUE'); unknown flags are errors.
+
+    An override is `--config.KEY=VALUE` or, as argparse allows for flags, `--config.KEY VALUE`.
+    """
+    if "-h" in argv or "--help" in argv:
+        p.epilog = keys_help(next((a.split("=", 1)[1] for a in argv
+                                   if a.startswith("--config=")), None))
     overrides, rest = [], []
-    for arg in argv:
-        (overrides if arg.startswith("--config.") else rest).append(arg)
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("--config."):
+            rest.append(arg)
+            continue
+        if "=" not in arg:
+            value = next(args, None)
+            if value is None or value.startswith("--"):
+                p.error(f"{arg} needs a value: {arg}=VALUE or {arg} VALUE")
+            arg = f"{arg}={value}"
+        overrides.append(arg[len("--config."):])
     flags = p.parse_args(rest)
-    return flags, [o[len("--config."):] for o in overrides]
+    return flags, overrides
+
+
+def keys_help(spec: str | None) -> str:
+    """--help's list of config keys: those of the experiment --config names, at its values,
+    with what each means; without --config, how to get that list."""
+    if not spec:
+        return ("config keys: add --config=experiments/NAME.py to --help to list the "
+                "experiment's keys and values; set one with --config.KEY=VALUE")
+    try:
+        config = config_lib.load(spec)
+        declared = {**config_lib.BASE_KEYS, **families.family_keys(config.family)}
+    except config_lib.ConfigError as e:
+        return f"config keys: cannot load {spec}: {e}"
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, ml_collections.ConfigDict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+    walk(config, "")
+    width = max(map(len, flat))
+    lines = [f"config keys of {spec} (--config.KEY=VALUE or --config.KEY VALUE):"]
+    for key in sorted(flat):
+        meaning = declared[key].help if key in declared else ""
+        lines.append(f"  {key:<{width}}  {flat[key]!r:<12}  {meaning}".rstrip())
+    return "\n".join(lines)
 
 
 def init_runtime(flags: argparse.Namespace, overrides: list[str]) -> None:
@@ -111,10 +159,11 @@ def config_from_workdir(flags: argparse.Namespace, overrides: list[str]) -> bool
     return not flags.config and not any(o.startswith("family=") for o in overrides)
 
 
-def main_guard(main: Callable[[list[str]], None]) -> None:
-    """Runs main(argv); known failures end as one line on stderr and a non-zero exit."""
+def main_guard(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
+    """Runs main(argv) (default: the command line's arguments); known failures end as one
+    line on stderr and a non-zero exit."""
     try:
-        main(sys.argv[1:])
+        main(sys.argv[1:] if argv is None else argv)
     except (config_lib.ConfigError, DatasetError) as e:
         _exit(f"error: {e}", EXIT_BAD_INPUT)
     except NonFiniteLossError as e:

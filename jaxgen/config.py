@@ -92,6 +92,13 @@ BASE_KEYS: dict[str, Key] = {
     "train.num_steps": Key(1000, "training steps", check=POSITIVE),
     "train.batch_size": Key(128, "global batch, over all devices of all hosts", check=POSITIVE),
     "train.learning_rate": Key(1e-3, "Adam's learning rate", check=NON_NEGATIVE),
+    "train.lr_schedule": Key("constant", "after the warmup: constant, cosine or linear decay "
+                                         "to lr_end_fraction x learning_rate at num_steps",
+                             choices=("constant", "cosine", "linear")),
+    "train.warmup_steps": Key(0, "steps of linear warmup from 0 to learning_rate",
+                              check=NON_NEGATIVE),
+    "train.lr_end_fraction": Key(0.0, "the decayed schedules' final rate, as a fraction of "
+                                      "learning_rate", check=NON_NEGATIVE),
     "train.weight_decay": Key(0.0, "AdamW weight decay", check=NON_NEGATIVE),
     "train.grad_clip_norm": Key(0.0, "global-norm clipping (0: off)", check=NON_NEGATIVE),
     "train.ema_decay": Key(0.0, "EMA of the sampled parameters (0: off)", check=FRACTION),

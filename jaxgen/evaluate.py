@@ -1,6 +1,7 @@
 """python -m jaxgen.evaluate --workdir=DIR [--num_samples=N] [--output=FILE] [--config.KEY=VALUE]
 
-Every metric of the newest checkpoint, written to DIR/metrics.json and printed as a
+Every metric of the newest checkpoint, written to DIR/metrics.json (metrics_KEY=VALUE.json
+with sample.* settings other than the run's) and printed as a
 table: the family's likelihood metrics on the test split (its `likelihood_step` when it
 is a `LikelihoodModel`, else its `eval_step`); for families that sample, FID, KID, precision/recall,
 mode coverage (and conditional accuracy) of N samples against the test split, beside
@@ -33,11 +34,14 @@ def main(argv: list[str]) -> None:
                    help="test examples for likelihoods; default config.eval.num_examples (0: all)")
     p.add_argument("--num_samples", type=int, default=None,
                    help="samples for FID etc.; default config.eval.num_samples (0: none)")
-    p.add_argument("--output", default="metrics.json",
-                   help="file name in DIR for the results (several evaluations of one run, "
-                        "e.g. at several guidance scales, sit side by side)")
+    p.add_argument("--output", default=None,
+                   help="file name in DIR for the results; default metrics.json, or "
+                        "metrics_KEY=VALUE....json naming the sample.* settings that differ "
+                        "from the run's (a guidance scale, a sampler), so evaluations of one "
+                        "run sit side by side")
     flags, overrides = cli.parse(p, argv)
-    if os.path.basename(flags.output) != flags.output or not flags.output.endswith(".json"):
+    if flags.output is not None and (os.path.basename(flags.output) != flags.output
+                                     or not flags.output.endswith(".json")):
         raise config_lib.ConfigError(f"--output must be a .json file name, got '{flags.output}'")
     if flags.num_samples is not None:
         overrides.append(f"eval.num_samples={flags.num_samples}")
@@ -45,6 +49,19 @@ def main(argv: list[str]) -> None:
         overrides.append(f"eval.num_examples={flags.num_examples}")
     cli.init_runtime(flags, overrides)
     config, splits, family, trainer, state = runs.restore(flags, overrides)
+    record = evaluate(config, splits, family, trainer, state, flags.workdir, flags.output)
+    if parallel.is_primary():
+        print(format_table(record))
+
+
+def evaluate(config, splits, family, trainer, state, workdir: str,
+             output: str | None = None) -> dict:
+    """Every metric of `state` (see the module's doc), recorded in workdir/output (default
+    metrics.json, or metrics_KEY=VALUE....json for sample.* settings other than the run's);
+    returns the record ("values": the model's metrics, "real": the real-data column...)."""
+    if output is None:
+        tag = runs.settings_tag(workdir_lib.read_config(workdir), config)
+        output = f"metrics{tag}.json"
     samples = bool(config.eval.num_samples) and isinstance(family, Sampler)
     if samples and config.eval.extractor == "inception":
         inception.check_weights_file(config.eval.inception_weights)  # before any work
@@ -53,7 +70,7 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     test = splits["test"]
     num_examples = min(config.eval.num_examples or len(test), len(test))
-    reused = reusable_likelihoods(flags.workdir, flags.output, config, int(state.step))
+    reused = reusable_likelihoods(workdir, output, config, int(state.step))
     if reused:
         source, values = reused
     else:
@@ -85,8 +102,8 @@ def main(argv: list[str]) -> None:
     record["worse_than_baseline"] = worse_than_baseline(values)
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():
-        workdir_lib.write_json_atomic(workdir_lib.path(flags.workdir, flags.output), record)
-        print(format_table(record))
+        workdir_lib.write_json_atomic(workdir_lib.path(workdir, output), record)
+    return record
 
 
 # Keys that change only which samples are drawn or how they are scored (and when things

@@ -11,17 +11,9 @@ import argparse
 import sys
 
 from jaxgen import cli, config as config_lib
-from jaxgen.families import FAMILIES, family_module
+from jaxgen.families import FAMILIES, family_keys
 
 BEGIN, END = "<!-- config keys: python -m jaxgen.keys --write README.md -->", "<!-- end keys -->"
-
-
-def family_keys(name: str) -> config_lib.Keys:
-    """"base": the keys of every experiment; a family's name: the keys it adds."""
-    if name == "base":
-        return config_lib.BASE_KEYS
-    module = family_module(name)
-    return module.NOISY_KEYS if name == "noisy_classifier" else module.KEYS
 
 
 def tables(names: list[str]) -> str:

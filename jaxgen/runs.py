@@ -82,6 +82,12 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return c
 
 
+# train.* keys that change the weights, added after the first classifier caches were written:
+# at these defaults a classifier trains as it did before they existed.
+LATER_WEIGHT_KEY_DEFAULTS = {"compute_dtype": "float32", "lr_schedule": "constant",
+                             "warmup_steps": 0, "lr_end_fraction": 0.0}
+
+
 def classifier_directory(config: ml_collections.ConfigDict) -> str:
     c = classifier_config(config)
     # Only what decides the weights: a new eval.* or sample.* key in the base config must not
@@ -91,8 +97,9 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
     # change the weights are left out, the others while they hold their defaults.
     for key in ("deterministic", "profile_steps"):
         tree["train"].pop(key, None)
-    if tree["train"].get("compute_dtype") == "float32":
-        tree["train"].pop("compute_dtype")
+    for key, default in LATER_WEIGHT_KEY_DEFAULTS.items():
+        if tree["train"].get(key) == default:
+            tree["train"].pop(key)
     if c.data.source != "synthetic":
         tree["data"] = {k: v for k, v in tree["data"].items() if not k.startswith("synthetic_")}
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
@@ -177,3 +184,17 @@ def eval_hooks(config: ml_collections.ConfigDict, family) -> list[trainer_lib.Ev
         return sample_metrics(trainer, state, config.eval.track_samples, real=False)["model"]
 
     return [track]
+
+
+def settings_tag(saved, config) -> str:
+    """The sample.* settings of a sample or evaluate call that differ from the run's own
+    config, as a file-name part: "" when none, else e.g. "_guidance_scale=2.0_sampler=ddpm",
+    so the outputs of other settings sit beside the run's own instead of overwriting them."""
+    parts = []
+    for key, value in sorted(config.sample.items()):
+        if key in ("every_steps", "num") or saved.get("sample", {}).get(key) == value:
+            continue
+        if key == "classifier_workdir":
+            value = os.path.basename(os.path.normpath(value))
+        parts.append(f"_{key}={value}")
+    return "".join(parts)

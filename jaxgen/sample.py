@@ -14,7 +14,7 @@ Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .et
 
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -53,24 +53,30 @@ def main(argv: list[str]) -> None:
                           f"outside 0..{num_classes - 1}")
     outdir = workdir_lib.path(flags.workdir, workdir_lib.SAMPLES)
     step = int(state.step)
+    tag = runs.settings_tag(workdir_lib.read_config(flags.workdir), config)
+
+    def picture(name: str) -> str:
+        """DIR/samples/NAME[_KEY=VALUE...]_step_N.png: settings in the name, so pictures
+        drawn with other settings never overwrite each other."""
+        return workdir_lib.path(outdir, f"{name}{tag}_step_{step:07d}.png")
 
     images = viz.to_uint8(trainer.sample_images(state, flags.num, index=1), family.value_range)
     written = []
     if parallel.is_primary():
-        path = workdir_lib.path(outdir, f"sample_grid_step_{step:07d}.png")
-        viz.save_png(path, viz.grid(images, rows=int(math.sqrt(flags.num))))
+        path = picture("sample_grid")
+        viz.save_png(path, viz.sample_grid(images, family.sampling_classes))
         written.append(path)
     if isinstance(family, LatentModel) and parallel.is_primary():
-        written += latent_pictures(family, state, splits, config, flags, outdir, step)
+        written += latent_pictures(family, state, splits, config, flags, picture, step)
     if isinstance(family, LatentGenerator) and parallel.is_primary():
-        written += generator_pictures(family, state, splits, config, flags, outdir, step)
+        written += generator_pictures(family, state, splits, config, flags, picture, step)
     if isinstance(family, NoisingProcess):
-        written += process_pictures(family, state, splits, outdir, step)
+        written += process_pictures(family, state, splits, picture)
     for path in written:
         print(path)
 
 
-def process_pictures(family, state, splits, outdir: str, step: int, rows: int = 8,
+def process_pictures(family, state, splits, picture: Callable[[str], str], rows: int = 8,
                      columns: int = 10) -> list[str]:
     """Forward strip: test image i noised at `columns` increasing t (row i). Reverse strip:
     `rows` samples, x_T on the left to x_0 on the right."""
@@ -92,12 +98,13 @@ def process_pictures(family, state, splits, outdir: str, step: int, rows: int = 
         for name, strips in (("forward_process", np.stack(forward)), ("reverse_process", reverse)):
             images = viz.to_uint8(np.clip(strips.reshape((-1,) + strips.shape[2:]), -1, 1),
                                   family.value_range)
-            paths.append(workdir_lib.path(outdir, f"{name}_step_{step:07d}.png"))
+            paths.append(picture(name))
             viz.save_png(paths[-1], viz.grid(images, rows=strips.shape[0]))
     return paths
 
 
-def latent_pictures(family, state, splits, config, flags, outdir: str, step: int) -> list[str]:
+def latent_pictures(family, state, splits, config, flags, picture: Callable[[str], str],
+                    step: int) -> list[str]:
     params = state.params_for_sampling()
     test = splits["test"]
     count = min(len(test), 2000)
@@ -110,7 +117,7 @@ def latent_pictures(family, state, splits, config, flags, outdir: str, step: int
     for spherical in (False, True):
         rows.append(latent.interpolate(family, params, x[0], x[other], flags.steps, spherical,
                                        *((int(y[0]), int(y[other])) if conditional else ())))
-    paths = [workdir_lib.path(outdir, f"interpolation_step_{step:07d}.png")]
+    paths = [picture("interpolation")]
     strip = viz.to_uint8(np.concatenate(rows), family.value_range)
     viz.save_png(paths[-1], viz.grid(strip, rows=2))  # row 1 linear, row 2 spherical
 
@@ -121,19 +128,18 @@ def latent_pictures(family, state, splits, config, flags, outdir: str, step: int
         alphas = jnp.linspace(0.0, 1.5, flags.steps)
         starts = np.flatnonzero(y == source)[:4]
         strips = [latent.attribute_strip(family, params, x[i], direction, alphas) for i in starts]
-        paths.append(workdir_lib.path(outdir,
-                                      f"attribute_{source}_to_{target}_step_{step:07d}.png"))
+        paths.append(picture(f"attribute_{source}_to_{target}"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
                                          rows=len(starts)))
 
     if family.latent_dim == 2:
         z = np.asarray(latent.encode_mean(family, params, x, labels))
-        paths.append(workdir_lib.path(outdir, f"latent_scatter_step_{step:07d}.png"))
+        paths.append(picture("latent_scatter"))
         viz.scatter_2d(paths[-1], z, y, f"test latents (posterior means), step {step}")
     return paths
 
 
-def generator_pictures(family, state, splits, config, flags, outdir: str,
+def generator_pictures(family, state, splits, config, flags, picture: Callable[[str], str],
                        step: int) -> list[str]:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 20_000)
     z = family.latents(rng, 2000)
@@ -145,13 +151,13 @@ def generator_pictures(family, state, splits, config, flags, outdir: str,
             labels = jnp.full((flags.steps,), pair % num_classes) if num_classes else None
             rows.append(family.from_latents(state, path(z[2 * pair], z[2 * pair + 1], t),
                                             labels))
-    paths = [workdir_lib.path(outdir, f"interpolation_step_{step:07d}.png")]
+    paths = [picture("interpolation")]
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(rows), family.value_range),
                                      rows=len(rows)))
     if num_classes:
         z_rows = jnp.repeat(z[:8], num_classes, axis=0)
         labels = jnp.tile(jnp.arange(num_classes), 8)
-        paths.append(workdir_lib.path(outdir, f"class_grid_step_{step:07d}.png"))
+        paths.append(picture("class_grid"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(
             np.asarray(family.from_latents(state, z_rows, labels)), family.value_range), rows=8))
         return paths
@@ -171,7 +177,7 @@ def generator_pictures(family, state, splits, config, flags, outdir: str,
     alphas = jnp.linspace(0.0, 1.5, flags.steps)
     strips = [family.from_latents(state, z[i] + alphas[:, None] * (means[target] - means[source]))
               for i in starts]
-    paths.append(workdir_lib.path(outdir, f"attribute_{source}_to_{target}_step_{step:07d}.png"))
+    paths.append(picture(f"attribute_{source}_to_{target}"))
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
                                      rows=len(starts)))
     return paths

@@ -47,14 +47,42 @@ def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def learning_rate_schedule(train_config, peak: float | None = None) -> float | optax.Schedule:
+    """The learning rate at each step, from `config.train`: a linear warmup from 0 over
+    warmup_steps (Goyal et al. 2017; DDPM warms up over 5,000 steps, Ho et al. 2020), then
+    lr_schedule: constant at the peak, cosine decay (Loshchilov & Hutter 2017) or linear
+    decay (CycleGAN's) to lr_end_fraction x peak at num_steps. A constant rate without warmup
+    stays a float, so the optimiser state is that of runs saved before schedules existed."""
+    peak = train_config.learning_rate if peak is None else peak
+    kind = train_config.get("lr_schedule", "constant")
+    warmup = train_config.get("warmup_steps", 0)
+    if kind == "constant" and warmup == 0:
+        return peak
+    end = peak * train_config.get("lr_end_fraction", 0.0)
+    decay_steps = max(train_config.num_steps - warmup, 1)
+    after_warmup = {
+        "constant": optax.constant_schedule(peak),
+        "cosine": optax.cosine_decay_schedule(peak, decay_steps, alpha=end / peak if peak else 0.0),
+        "linear": optax.linear_schedule(peak, end, decay_steps),
+    }[kind]
+    if warmup == 0:
+        return after_warmup
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after_warmup],
+                                [warmup])
+
+
 def make_optimizer(train_config, learning_rate: float | None = None
                    ) -> optax.GradientTransformation:
-    """Adam(W) with optional global-norm clipping, from `config.train` (its learning_rate unless
-    one is given; adam_b1/adam_b2 where the config has them)."""
+    """Adam(W) with optional global-norm clipping and the learning-rate schedule of
+    `config.train` (peaking at its learning_rate unless one is given; adam_b1/adam_b2 where
+    the config has them)."""
     parts = []
     if train_config.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
-    parts.append(optax.adamw(train_config.learning_rate if learning_rate is None else learning_rate,
+    parts.append(optax.adamw(learning_rate_schedule(train_config, learning_rate),
                              b1=train_config.get("adam_b1", 0.9),
                              b2=train_config.get("adam_b2", 0.999),
                              weight_decay=train_config.weight_decay))

@@ -8,25 +8,21 @@ command to continue); a second signal exits at once.
 
 from __future__ import annotations
 
-import json
-
-from jaxgen import cli, config as config_lib, families, parallel, runs, trainer
-from jaxgen import workdir as workdir_lib
+from jaxgen import api, cli, parallel, workdir as workdir_lib
 
 
 def main(argv: list[str]) -> None:
     flags, overrides = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
     cli.init_runtime(flags, overrides)
-    config, splits, family = runs.prepare(flags, overrides)
-    with workdir_lib.lock(flags.workdir):
-        if workdir_lib.has_config(flags.workdir):
-            # The saved config with the keys declared since (at the values they imply).
-            saved = families.complete(workdir_lib.read_config(flags.workdir))
-            config_lib.check_resumable(json.loads(saved.to_json()), config, flags.workdir)
-        if parallel.is_primary():
-            workdir_lib.write_config(flags.workdir, config)
-            workdir_lib.append_run_record(flags.workdir)
-        trainer.train(config, flags.workdir, family, splits, runs.eval_hooks(config, family))
+    workdir_lib.check_usable(flags.workdir, write=False)
+    config = cli.resolve_config(flags, overrides)
+    model = api.train(config, flags.workdir,
+                      config_from_workdir=cli.config_from_workdir(flags, overrides))
+    if parallel.is_primary():
+        print(f"trained to step {int(model.state.step)}; written in {flags.workdir}:",
+              flush=True)
+        for line in workdir_lib.contents(flags.workdir):
+            print("  " + line, flush=True)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ it after the step in flight with a checkpoint of that step (`Preempted`).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import logging
-import math
+import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,7 +30,7 @@ from jaxgen.data.ranges import to_unit_range
 from jaxgen.data.sources import Split
 from jaxgen.periodic import Every, run_actions
 from jaxgen.rng import as_key, purpose_key, root_key_data
-from jaxgen.state import TrainState, averaged_params, ema_update
+from jaxgen.state import TrainState, averaged_params, ema_update, learning_rate_schedule
 from jaxgen.writers import Writer, read_metrics
 
 log = logging.getLogger("jaxgen")
@@ -250,14 +251,18 @@ class TrainMetrics(Every):
         self.log_every = config.train.log_every_steps
         self.save_every = config.checkpoint.every_steps
         self.batch_size = config.train.batch_size
+        schedule = learning_rate_schedule(config.train)
+        self.schedule = schedule if callable(schedule) else None
         self.writer, self.checkpointer, self.on_log = writer, checkpointer, on_log
         self.pending: list = []
         self.last = (start, time.perf_counter())
+        self.first = start + 1  # logged too: the first loss within seconds of the start
         self.final = False
 
     def due(self, step: int, last: bool) -> bool:
         self.final = last
-        return step % self.log_every == 0 or step % self.save_every == 0 or last
+        return (step % self.log_every == 0 or step % self.save_every == 0 or last
+                or step == self.first)
 
     def flush_final(self, step: int, state) -> None:
         """Checks and logs what is pending, as at the last step (a stop before the end)."""
@@ -280,13 +285,15 @@ class TrainMetrics(Every):
                     f"non-finite {bad[0]} ({float(np.asarray(metrics[bad[0]]).mean())}) at step "
                     f"{first + offset}; last good checkpoint: step "
                     f"{self.checkpointer.latest_step()}")
-        if step % self.log_every and not self.final:
+        if step % self.log_every and not self.final and step != self.first:
             return
         means = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
         now = time.perf_counter()
         rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
         self.last = (step, now)
         means.update(steps_per_sec=rate, images_per_sec=rate * self.batch_size)
+        if self.schedule is not None:  # the rate of this step's update (the optimiser's count)
+            means["learning_rate"] = float(self.schedule(step - 1))
         if self.step_flops:
             means["tflops_per_sec"] = rate * self.step_flops / 1e12
             if self.peak:
@@ -304,8 +311,13 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
     start = int(state.step)
     curve_keys = list(trainer.family.curve_metrics)
     from tqdm import tqdm
-    bar = tqdm(total=num_steps, initial=start, disable=not parallel.is_primary(),
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    # The bar only on a terminal, and log lines printed above it rather than inside its frames;
+    # piped into a file, the logged metrics are the progress lines.
+    interactive = parallel.is_primary() and sys.stderr.isatty()
+    bar = tqdm(total=num_steps, initial=start, disable=not interactive,
                unit="step", dynamic_ncols=True, mininterval=1.0)
+    around_bar = logging_redirect_tqdm() if interactive else contextlib.nullcontext()
 
     def show(means: dict[str, float]) -> None:
         bar.set_postfix({k: f"{means[k]:.4g}" for k in curve_keys if k in means})
@@ -328,19 +340,20 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
     actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
         step, state, trainer.stream.position(step))))
     profile = ProfileWindow(workdir, start + PROFILE_AFTER, config.train.get("profile_steps", 0))
-    try:
-        for step in range(start, num_steps):
-            batch = trainer.global_batch(trainer.stream.batch_at(step))
-            profile.before(step)
-            state, metrics = step_fn(state, batch)
-            profile.after(step + 1, metrics)
-            bar.update(1)
-            run_actions(actions, step + 1, state, metrics, step + 1 == num_steps)
-            if step + 1 < num_steps and stop.requested(step + 1):
-                _stop(trainer, state, step + 1, checkpointer, train_metrics, stop.name)
-    finally:
-        profile.close()
-        bar.close()
+    with around_bar:
+        try:
+            for step in range(start, num_steps):
+                batch = trainer.global_batch(trainer.stream.batch_at(step))
+                profile.before(step)
+                state, metrics = step_fn(state, batch)
+                profile.after(step + 1, metrics)
+                bar.update(1)
+                run_actions(actions, step + 1, state, metrics, step + 1 == num_steps)
+                if step + 1 < num_steps and stop.requested(step + 1):
+                    _stop(trainer, state, step + 1, checkpointer, train_metrics, stop.name)
+        finally:
+            profile.close()
+            bar.close()
     _write_curves(workdir, curve_keys)
     writer.flush()
     return state
@@ -391,8 +404,8 @@ def _stop(trainer: Trainer, state: TrainState, step: int, checkpointer: Checkpoi
 
 def _write_curves(workdir: str, keys: list[str]) -> None:
     if parallel.is_primary():
-        viz.curves(workdir_lib.path(workdir, workdir_lib.CURVES_FILE),
-                   read_metrics(workdir, "train"), keys, "train " + ", ".join(keys))
+        viz.curves(workdir_lib.path(workdir, workdir_lib.CURVES_FILE), read_metrics(workdir),
+                   keys)
 
 
 def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir: str,
@@ -400,7 +413,7 @@ def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir:
     num = trainer.config.sample.num
     images = viz.to_uint8(trainer.sample_images(state, num), trainer.family.value_range)
     if parallel.is_primary():
-        mosaic = viz.grid(images, rows=int(math.sqrt(num)))
+        mosaic = viz.sample_grid(images, trainer.family.sampling_classes)
         viz.save_png(workdir_lib.path(workdir, workdir_lib.SAMPLES, f"step_{step:07d}.png"),
                      mosaic)
-        writer.image(step, "samples", mosaic)
+        writer.image(step, "samples", viz.enlarged(mosaic))  # 8x8 digits: 73 px otherwise

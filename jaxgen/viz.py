@@ -15,11 +15,16 @@ def to_uint8(images: np.ndarray, value_range: str) -> np.ndarray:
     return np.round(unit * 255.0).astype(np.uint8)
 
 
-def grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.ndarray:
-    """uint8 [N, H, W, C] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] mosaic."""
+def grid(images: np.ndarray, rows: int | None = None, pad: int = 1,
+         columns: int | None = None) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] mosaic, filled
+    row by row: `columns` wide, or `rows` high (default square)."""
     n, h, w, c = images.shape
-    rows = rows or int(np.ceil(np.sqrt(n)))
-    cols = int(np.ceil(n / rows))
+    if columns:
+        cols, rows = columns, int(np.ceil(n / columns))
+    else:
+        rows = rows or int(np.ceil(np.sqrt(n)))
+        cols = int(np.ceil(n / rows))
     canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
     for i in range(n):
         r, col = divmod(i, cols)
@@ -28,13 +33,27 @@ def grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.ndarra
     return canvas
 
 
+def sample_grid(images: np.ndarray, classes: int = 0) -> np.ndarray:
+    """Samples as a mosaic: about square, or, for a conditional model whose sample i is of class
+    i % classes, one class per column (class k in column k)."""
+    if classes:
+        return grid(images, columns=classes)
+    return grid(images, rows=int(np.sqrt(len(images))))
+
+
+def enlarged(image: np.ndarray, min_size: int = 256, max_size: int = 2048) -> np.ndarray:
+    """uint8 [H, W, C] repeated (nearest neighbour) by the largest whole factor that keeps the
+    long side within max_size, up to the one that brings the short side to min_size."""
+    factor = max(1, min(min_size // min(image.shape[:2]), max_size // max(image.shape[:2])))
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
 def save_png(path: str, image: np.ndarray, min_size: int = 256, max_size: int = 2048) -> None:
     """Saves uint8 [H, W, C]; small images are enlarged (nearest neighbour) until the short
     side reaches min_size or the long side max_size, so 8x8 digits can be seen."""
     from PIL import Image
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    factor = max(1, min(min_size // min(image.shape[:2]), max_size // max(image.shape[:2])))
-    image = image.repeat(factor, axis=0).repeat(factor, axis=1)
+    image = enlarged(image, min_size, max_size)
     mode_image = image[..., 0] if image.shape[-1] == 1 else image
     tmp = path + ".tmp"
     Image.fromarray(mode_image).save(tmp, format="PNG")
@@ -57,21 +76,40 @@ def scatter_2d(path: str, points: np.ndarray, labels: np.ndarray, title: str) ->
     plt.close(fig)
 
 
-def curves(path: str, rows: list[dict], keys: list[str], title: str) -> None:
-    """Plots metric `keys` against step from metrics.jsonl rows."""
+TRACKED = ("fid", "recall", "classes_covered")  # sample metrics given their own panels
+
+
+def curves(path: str, rows: list[dict], keys: list[str]) -> dict[str, list[str]]:
+    """Training curves from metrics.jsonl rows: the train split's `keys`, the test split's
+    same keys (dashed) on one panel, then one panel per tracked sample metric (TRACKED) the
+    test rows hold (`eval.track_samples`). Returns {panel title: its line labels}."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in keys:
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, label=key)
-    ax.set_xlabel("step")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
+
+    def points(split, key):
+        return [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
+    tracked = [k for k in TRACKED if points("test", k)]
+    fig, axes = plt.subplots(1, 1 + len(tracked), figsize=(7 + 3.5 * len(tracked), 4),
+                             squeeze=False)
+    losses = axes[0, 0]
+    for i, key in enumerate(keys):
+        for split, style in (("train", "-"), ("test", "--")):
+            found = points(split, key)
+            if found:
+                losses.plot(*zip(*found), style, color=f"C{i}", label=f"{split} {key}",
+                            marker="o" if split == "test" and len(found) < 20 else None)
+    losses.set_title(", ".join(keys))
+    for ax, key in zip(axes[0, 1:], tracked):
+        ax.plot(*zip(*points("test", key)), "o-", color="C3", label=key)
+        ax.set_title(f"{key} (tracked samples)")
+    for ax in axes[0]:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if losses.lines:
+        losses.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    drawn = {ax.get_title(): [line.get_label() for line in ax.lines] for ax in axes[0]}
     plt.close(fig)
+    return drawn

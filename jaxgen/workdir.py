@@ -102,6 +102,30 @@ def append_run_record(workdir: str) -> None:
         f.write(json.dumps(run_record()) + "\n")
 
 
+def contents(workdir: str) -> list[str]:
+    """What a run has left in workdir, one line per kind of file: the closing summary."""
+    lines = []
+    steps = sorted(int(d) for d in _listdir(path(workdir, CHECKPOINTS)) if d.isdigit())
+    if steps:
+        listed = ", ".join(map(str, steps))
+        lines.append(f"checkpoints  {path(workdir, CHECKPOINTS)} (steps {listed})")
+    for name, what in ((METRICS_LOG, "metrics"), (CURVES_FILE, "curves"),
+                       (CONFIG_FILE, "config"), (RUN_INFO_FILE, "versions")):
+        if os.path.exists(path(workdir, name)):
+            lines.append(f"{what:12s} {path(workdir, name)}")
+    pictures = sorted(f for f in _listdir(path(workdir, SAMPLES)) if f.endswith(".png"))
+    if pictures:
+        lines.append(f"pictures     {path(workdir, SAMPLES)} ({len(pictures)} files, newest "
+                     f"{pictures[-1]})")
+    if os.path.isdir(path(workdir, TENSORBOARD)):
+        lines.append(f"tensorboard  tensorboard --logdir {path(workdir, TENSORBOARD)}")
+    return lines
+
+
+def _listdir(directory: str) -> list[str]:
+    return os.listdir(directory) if os.path.isdir(directory) else []
+
+
 def checkpointer(workdir: str, keep: int) -> Checkpointer:
     """The trainer's checkpointer: it writes, so hold `lock(workdir)` while it is open."""
     return Checkpointer(path(workdir, CHECKPOINTS), keep)

@@ -88,7 +88,7 @@ def test_keys_declared_after_a_workdir_was_written_take_the_values_their_absence
         vae = json.load(f)
     assert "min_log_variance" not in vae["model"]
     completed = families.complete(ml_collections.ConfigDict(vae))
-    # The floor's default became -14 later; a run saved before it trained with -6.
+    # The floor became a key later (default -10); a run saved before it trained with -6.
     assert completed.model.min_log_variance == -6.0
     old_diffusion = diffusion.default_config().to_dict()
     del old_diffusion["model"]["learn_variance"], old_diffusion["model"]["vlb_weight"]

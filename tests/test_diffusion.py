@@ -2,6 +2,7 @@
 samplers and guidance."""
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -445,3 +446,19 @@ def test_the_likelihood_recipe_puts_the_first_noise_level_below_the_bin_width():
     assert config.model.learn_variance and config.eval.vlb_timesteps == 0
     with pytest.raises(ConfigError, match="ddpm_digits.py:foo: unknown variant 'foo'"):
         config_lib.load("experiments/ddpm_digits.py:foo")
+
+
+def test_samples_drawn_with_other_sampler_settings_sit_beside_the_runs_own(tmp_path):
+    from tests.helpers import run_cli
+    workdir = tmp_path / "run"
+    trained = run_cli("train", [*TINY_DDPM, f"--workdir={workdir}", "--config.train.num_steps=2",
+                                "--config.checkpoint.every_steps=2"])
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    names = []
+    for extra in ([], ["--config.sample.steps", "5"], ["--config.sample.sampler=ddpm"]):
+        sampled = run_cli("sample", [f"--workdir={workdir}", "--num=4", *extra])
+        assert sampled.returncode == 0, sampled.stderr[-2000:]
+        names.append(os.path.basename(sampled.stdout.splitlines()[0]))
+    assert names == ["sample_grid_step_0000002.png", "sample_grid_steps=5_step_0000002.png",
+                     "sample_grid_sampler=ddpm_step_0000002.png"]
+    assert all((workdir / "samples" / name).is_file() for name in names)

@@ -93,3 +93,31 @@ def test_two_dimensional_latent_gets_a_scatter_plot(tmp_path):
     result = run_cli("sample", [f"--workdir={tmp_path}", "--num=4"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "samples" / "latent_scatter_step_0000020.png").is_file()
+
+
+def test_a_conditional_sample_grid_puts_class_k_in_column_k():
+    from jaxgen import viz
+    from jaxgen.contract import FamilyBase
+
+    class Conditional(FamilyBase):
+        num_classes = 10
+    family = Conditional()
+    labels = np.asarray(family.cycled_labels(64))  # the labels a sampler given none draws
+    images = np.broadcast_to(labels[:, None, None, None], (64, 3, 3, 1)).astype(np.uint8)
+    mosaic = viz.sample_grid(images, family.sampling_classes)
+    assert mosaic.shape == (7 * 4 + 1, 10 * 4 + 1, 1)
+    for k in range(10):
+        column = mosaic[1:, 1 + 4 * k:4 * k + 4, 0].reshape(7, 4, 3)[:, :3]
+        filled = column[:7 if k < 4 else 6]  # 64 samples: classes 4..9 have 6 rows
+        assert np.all(filled == k), k
+
+
+def test_loss_curves_show_the_test_loss_and_the_tracked_sample_metrics(tmp_path):
+    from jaxgen import viz
+    rows = [{"split": "train", "step": s, "loss": 1.0 / s} for s in (10, 20, 30)]
+    rows += [{"split": "test", "step": s, "loss": 1.2 / s, "fid": 50.0 / s, "recall": s / 40}
+             for s in (15, 30)]
+    drawn = viz.curves(str(tmp_path / "curves.png"), rows, ["loss"])
+    assert drawn == {"loss": ["train loss", "test loss"], "fid (tracked samples)": ["fid"],
+                     "recall (tracked samples)": ["recall"]}
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -24,6 +24,7 @@ TINY_GAN = [
     "--config.eval.num_examples=128", "--config.sample.num=16",
     "--config.train.log_every_steps=10", "--config.checkpoint.every_steps=20",
     "--config.eval.every_steps=1000", "--config.sample.every_steps=1000", *SMALL_EVAL,
+    "--config.model.r1_gamma=0.0",  # the tests that need R1 set it
 ]
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from jaxgen import runtime
 from tests.helpers import ROOT, TINY, env_with_devices, run_cli
@@ -56,13 +57,18 @@ def test_configure_after_the_backend_started_says_the_flags_are_not_in_effect(mo
     assert runtime.configure(deterministic=False) is True
 
 
-def test_a_restart_loads_its_steps_from_the_compilation_cache_and_a_profile_is_written(
+def test_restart_hits_the_compile_cache_a_profile_is_written_piped_output_reads_as_lines(
         tmp_path, monkeypatch):
     # A cache of its own: the session's may hold these steps already.
     monkeypatch.setenv("JAXGEN_COMPILE_CACHE", str(tmp_path / "xla"))
     args = [*TINY, f"--workdir={tmp_path / 'run'}", "--config.train.profile_steps=2"]
-    first = run_cli("train", [*args, "--config.train.num_steps=10"])
+    first = run_cli("train", [*args, "--config.train.num_steps", "10"])
     assert first.returncode == 0, first.stderr[-2000:]
+    # Piped output: no progress-bar frames, log lines whole; the first step logged at once;
+    # a closing summary of what was written where.
+    assert "\r" not in first.stderr and "%|" not in first.stderr
+    assert "train step 1:" in first.stderr
+    assert f"checkpoints  {tmp_path / 'run' / 'checkpoints'} (steps 10)" in first.stdout
     cached = os.listdir(tmp_path / "xla")
     assert any("train_step" in name for name in cached)
     assert "profile of steps 4..5" in first.stderr
@@ -79,3 +85,40 @@ def test_a_restart_loads_its_steps_from_the_compilation_cache_and_a_profile_is_w
         line = next(s for s in stderr.splitlines() if "train step compiled in" in s)
         return float(line.split("compiled in ")[1].split(" s")[0])
     assert compile_seconds(resumed.stderr) < 0.5 * compile_seconds(first.stderr)
+
+
+def test_config_overrides_take_their_value_after_a_space_or_an_equals_sign():
+    from jaxgen import cli
+    _, overrides = cli.parse(cli.parser(""), ["--workdir=w", "--config.train.num_steps", "10",
+                                              "--config.model.beta=2", "--config.seed", "-3"])
+    assert overrides == ["train.num_steps=10", "model.beta=2", "seed=-3"]
+    with pytest.raises(SystemExit):
+        cli.parse(cli.parser(""), ["--workdir=w", "--config.seed"])
+
+
+def test_help_lists_the_experiments_config_keys(capsys):
+    from jaxgen import cli, train
+    with pytest.raises(SystemExit):
+        cli.parse(cli.parser(train.__doc__.splitlines()[0]),
+                  ["--config=experiments/ddpm_digits.py", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m jaxgen.train")
+    assert "model.num_timesteps" in out and "train.lr_schedule" in out
+    assert "steps of linear warmup from 0 to learning_rate" in out  # what the key means
+
+
+def test_the_console_command_runs_the_entry_points():
+    # `jaxgen COMMAND` (setup.cfg's console script) is jaxgen.__main__:main.
+    import configparser
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(ROOT, "setup.cfg"))
+    assert "jaxgen = jaxgen.__main__:main" in setup["options.entry_points"]["console_scripts"]
+    listed = subprocess.run([sys.executable, "-m", "jaxgen", "keys", "base"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "`train.lr_schedule`" in listed.stdout
+    unknown = subprocess.run([sys.executable, "-m", "jaxgen", "tran"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == ("error: unknown command 'tran' (known: train, sample, "
+                                      "evaluate, sweep, report, keys)")

@@ -61,6 +61,14 @@ def family_module(name: str):
     return importlib.import_module(FAMILIES[name].partition(":")[0])
 
 
+def family_keys(name: str) -> config_lib.Keys:
+    """"base": the keys of every experiment; a family's name: the keys it adds."""
+    if name == "base":
+        return config_lib.BASE_KEYS
+    module = family_module(name)
+    return module.NOISY_KEYS if name == "noisy_classifier" else module.KEYS
+
+
 def build(config, data_spec, from_workdir: bool = False):
     """The family `config.family` names, built for data of `data_spec`; checked against the
     contract. from_workdir: the config was read from a workdir (see the module docstring)."""

@@ -33,8 +33,8 @@ KEYS = {
                                       "the pixel grid (raw pixels, no dequantisation)",
                          choices=lk.DECODERS),
     "model.min_log_variance": Key(lk.MIN_LOG_VARIANCE, "floor of a learned decoder "
-                                  "log-variance; -6 (runs before this key) bounds "
-                                  "dequantised 8-bit data at 5.0 bits/dim",
+                                  "log-variance: -10 bounds dequantised 8-bit data at 2.11 "
+                                  "bits/dim, -6 (runs before this key) at 5.0",
                                   saved_before=-6.0),
     "model.decoder_std": Key(0.1, "the fixed standard deviation of gaussian_fixed",
                              check=POSITIVE),

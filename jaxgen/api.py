@@ -1,0 +1,159 @@
+"""jaxgen from Python: the calls the command-line tools are made of.
+
+    import jaxgen
+
+    config = jaxgen.load_config("experiments/vae_digits.py", {"train.num_steps": 500})
+    model = jaxgen.train(config, "runs/vae")      # trains, or resumes the run in the workdir
+    model = jaxgen.load("runs/vae")               # the newest checkpoint of a run
+    images = model.sample(16)                     # [16, H, W, C] in [0, 1], numpy
+    metrics = model.evaluate(num_samples=2000)    # what python -m jaxgen.evaluate reports
+    codes = model.encode(images)                  # families with a latent space
+    decoded = model.decode(codes)
+
+A conditional model takes labels (`model.sample(10, labels=range(10))`), a diffusion model
+its sampler settings as sample.* keys (`model.sample(16, guidance_scale=2.0, steps=100)`).
+Everything a run writes goes to its workdir, as with the command-line tools.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxgen import config as config_lib, evaluate as evaluate_lib, families, latent, parallel
+from jaxgen import runs, runtime, trainer as trainer_lib, workdir as workdir_lib
+from jaxgen.contract import LatentModel
+from jaxgen.data.ranges import to_model_range, to_unit_range
+from jaxgen.families import trained
+
+
+def load_config(spec: str, overrides: Mapping[str, Any] | Sequence[str] = ()
+                ) -> ml_collections.ConfigDict:
+    """experiments/NAME.py[:ARG] with overrides, {"train.num_steps": 500} or
+    ["train.num_steps=500"], checked as on the command line (ConfigError names a bad key)."""
+    if isinstance(overrides, Mapping):
+        overrides = [f"{key}={value}" for key, value in overrides.items()]
+    return config_lib.load(spec, list(overrides))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          config_from_workdir: bool = False) -> Model:
+    """Trains the run of `config` in workdir to config.train.num_steps, resuming from its
+    newest checkpoint, exactly as python -m jaxgen.train does; returns the trained Model.
+    config_from_workdir: config was read from a workdir, whose family must be registered
+    (`families.build`)."""
+    runtime.configure(config.train.deterministic)  # a no-op warning once the backend is up
+    workdir_lib.check_usable(workdir, write=False)
+    splits, family = runs.prepare_config(config, config_from_workdir)
+    workdir_lib.check_usable(workdir, write=True)
+    with workdir_lib.lock(workdir):
+        if workdir_lib.has_config(workdir):
+            # The saved config with the keys declared since (at the values they imply).
+            saved = families.complete(workdir_lib.read_config(workdir))
+            config_lib.check_resumable(json.loads(saved.to_json()), config, workdir)
+        if parallel.is_primary():
+            workdir_lib.write_config(workdir, config)
+            workdir_lib.append_run_record(workdir)
+        state = trainer_lib.train(config, workdir, family, splits,
+                                  runs.eval_hooks(config, family))
+    return Model(workdir, config, splits, family, state)
+
+
+def load(workdir: str, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Model:
+    """The newest checkpoint of the run in workdir, with its saved config (plus overrides of
+    keys that do not change the weights: sample.*, eval.*)."""
+    config = families.complete(workdir_lib.read_config(workdir))
+    if overrides:
+        config = _with(config, overrides)
+    run = trained.load(workdir, config=config)
+    return Model(workdir, run.config, run.splits, run.family, run.state)
+
+
+def _with(config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | Sequence[str]
+          ) -> ml_collections.ConfigDict:
+    if isinstance(overrides, Mapping):
+        overrides = [f"{key}={value}" for key, value in overrides.items()]
+    config = ml_collections.ConfigDict(config.to_dict())
+    for override in overrides:
+        key, _, text = override.partition("=")
+        config_lib.set_value(config, key, text)
+    return config
+
+
+class Model:
+    """A trained run: its config, data, family and newest train state."""
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, splits: dict,
+                 family: Any, state: Any):
+        self.workdir, self.config, self.splits = workdir, config, splits
+        self.family, self.state = family, state
+        self.trainer = trainer_lib.Trainer(config, family, splits)
+
+    def _for(self, settings: Mapping[str, Any]) -> Model:
+        """This model with sample.* settings changed (a guidance scale, a sampler)."""
+        if not settings:
+            return self
+        config = _with(self.config, {f"sample.{k}": v for k, v in settings.items()})
+        _, family = runs.prepare_config(config)
+        return Model(self.workdir, config, self.splits, family, self.state)
+
+    def sample(self, num: int, labels: Sequence[int] | None = None, seed: int = 0,
+               **settings) -> np.ndarray:
+        """num samples [num, H, W, C] in [0, 1]. labels: the class of each sample (a
+        conditional model; default 0, 1, ..., K-1, 0, ...). seed: which draw (0, 1, ...: the
+        same images for the same seed). settings: sample.* keys, e.g. guidance_scale=2.0."""
+        model = self._for(settings)
+        mesh = parallel.make_mesh()
+        padded = parallel.padded(num, mesh)
+        classes = model.family.sampling_classes
+        requested = np.zeros(padded, np.int32)
+        requested[:num] = (np.arange(num) % max(classes, 1)) if labels is None else labels
+        if labels is not None and classes and not np.all((requested >= 0) & (requested < classes)):
+            raise config_lib.ConfigError(f"labels must be in 0..{classes - 1}")
+        global_labels = parallel.to_global(
+            {"label": requested[parallel.process_rows(padded)]}, mesh)["label"]
+        images = model.trainer.batch_sampler(model.state, num)(seed, global_labels)
+        return np.asarray(parallel.fetch(images))[:num]
+
+    def evaluate(self, num_samples: int | None = None, num_examples: int | None = None,
+                 output: str | None = None, **settings) -> dict:
+        """What python -m jaxgen.evaluate computes, written to the workdir likewise; returns
+        the record ("values": the model's metrics, "real": the real-data column, ...)."""
+        overrides = {f"sample.{k}": v for k, v in settings.items()}
+        if num_samples is not None:
+            overrides["eval.num_samples"] = num_samples
+        if num_examples is not None:
+            overrides["eval.num_examples"] = num_examples
+        model = self
+        if overrides:
+            config = _with(self.config, overrides)
+            _, family = runs.prepare_config(config)
+            model = Model(self.workdir, config, self.splits, family, self.state)
+        return evaluate_lib.evaluate(model.config, model.splits, model.family, model.trainer,
+                                     model.state, self.workdir, output)
+
+    def _latent_family(self) -> LatentModel:
+        if not isinstance(self.family, LatentModel):
+            raise config_lib.ConfigError(f"family '{self.config.family}' has no encoder")
+        return self.family
+
+    def encode(self, images: np.ndarray, labels: Sequence[int] | None = None) -> np.ndarray:
+        """images [N, H, W, C] in [0, 1] -> codes [N, latent_dim] (a VAE: the posterior
+        means)."""
+        family = self._latent_family()
+        x = to_model_range(np.asarray(images, np.float32), 1, family.value_range)
+        codes = latent.encode_mean(family, self.state.params_for_sampling(), jnp.asarray(x),
+                                   None if labels is None else jnp.asarray(labels))
+        return np.asarray(codes)
+
+    def decode(self, codes: np.ndarray, labels: Sequence[int] | None = None) -> np.ndarray:
+        """codes [N, latent_dim] -> images [N, H, W, C] in [0, 1]."""
+        family = self._latent_family()
+        images = family.decode(self.state.params_for_sampling(), jnp.asarray(codes),
+                               None if labels is None else jnp.asarray(labels))
+        return np.asarray(jax.device_get(to_unit_range(images, family.value_range)))
