@@ -12,6 +12,8 @@ API = ("load_config", "train", "load", "Model")
 
 
 def __getattr__(name: str):
+    if name == "train":  # the CLI module, callable as the API's train (jaxgen/train.py)
+        return importlib.import_module("jaxgen.train")
     if name in API:
         return getattr(importlib.import_module("jaxgen.api"), name)
     raise AttributeError(f"module 'jaxgen' has no attribute '{name}'")

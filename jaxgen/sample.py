@@ -64,7 +64,9 @@ def main(argv: list[str]) -> None:
     written = []
     if parallel.is_primary():
         path = picture("sample_grid")
-        viz.save_png(path, viz.sample_grid(images, family.sampling_classes))
+        classes = family.sampling_classes
+        viz.save_png(path, viz.sample_grid(images, classes), title=grid_title(config, step),
+                     column_labels=[str(k) for k in range(classes)])
         written.append(path)
     if isinstance(family, LatentModel) and parallel.is_primary():
         written += latent_pictures(family, state, splits, config, flags, picture, step)
@@ -74,6 +76,19 @@ def main(argv: list[str]) -> None:
         written += process_pictures(family, state, splits, picture)
     for path in written:
         print(path)
+
+
+def grid_title(config, step: int) -> str:
+    """"step N" and the run's sampling settings (sampler, steps, guidance...)."""
+    settings = [f"{k} {v}" for k, v in sorted(config.sample.items())
+                if k not in ("every_steps", "num", "classifier_workdir")]
+    return ", ".join([f"step {step}", *settings])
+
+
+def attribute_labels(source: int, target: int, alphas) -> dict:
+    """save_png's labels of an attribute strip: its direction and each column's strength."""
+    return {"title": f"+ alpha x (mean z of class {target} - mean z of class {source})",
+            "column_labels": [f"{a:.2g}" for a in np.asarray(alphas)]}
 
 
 def process_pictures(family, state, splits, picture: Callable[[str], str], rows: int = 8,
@@ -99,7 +114,9 @@ def process_pictures(family, state, splits, picture: Callable[[str], str], rows:
             images = viz.to_uint8(np.clip(strips.reshape((-1,) + strips.shape[2:]), -1, 1),
                                   family.value_range)
             paths.append(picture(name))
-            viz.save_png(paths[-1], viz.grid(images, rows=strips.shape[0]))
+            viz.save_png(paths[-1], viz.grid(images, rows=strips.shape[0]), title={
+                "forward_process": "forward process: test images noised at increasing t",
+                "reverse_process": "reverse process: x_T (left) to x_0 (right)"}[name])
     return paths
 
 
@@ -119,7 +136,8 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
                                        *((int(y[0]), int(y[other])) if conditional else ())))
     paths = [picture("interpolation")]
     strip = viz.to_uint8(np.concatenate(rows), family.value_range)
-    viz.save_png(paths[-1], viz.grid(strip, rows=2))  # row 1 linear, row 2 spherical
+    viz.save_png(paths[-1], viz.grid(strip, rows=2), row_labels=["linear", "spherical"],
+                 title=f"between two test images (classes {int(y[0])}, {int(y[other])})")
 
     if not conditional:
         source, target = flags.attribute
@@ -130,7 +148,8 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
         strips = [latent.attribute_strip(family, params, x[i], direction, alphas) for i in starts]
         paths.append(picture(f"attribute_{source}_to_{target}"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
-                                         rows=len(starts)))
+                                         rows=len(starts)),
+                     **attribute_labels(source, target, alphas))
 
     if family.latent_dim == 2:
         z = np.asarray(latent.encode_mean(family, params, x, labels))
@@ -153,13 +172,16 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
                                             labels))
     paths = [picture("interpolation")]
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(rows), family.value_range),
-                                     rows=len(rows)))
+                                     rows=len(rows)),
+                 row_labels=["linear", "spherical"] * 4, title="between pairs of prior draws")
     if num_classes:
         z_rows = jnp.repeat(z[:8], num_classes, axis=0)
         labels = jnp.tile(jnp.arange(num_classes), 8)
         paths.append(picture("class_grid"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(
-            np.asarray(family.from_latents(state, z_rows, labels)), family.value_range), rows=8))
+            np.asarray(family.from_latents(state, z_rows, labels)), family.value_range), rows=8),
+            title="one z per row, in every class", column_labels=[str(k) for k in
+                                                                 range(num_classes)])
         return paths
     # Attribute vectors (Radford et al. 2016): the mean z of samples the classifier calls
     # TO minus that of samples it calls FROM, added to draws of class FROM.
@@ -179,7 +201,8 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
               for i in starts]
     paths.append(picture(f"attribute_{source}_to_{target}"))
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
-                                     rows=len(starts)))
+                                     rows=len(starts)),
+                 **attribute_labels(source, target, alphas))
     return paths
 
 

@@ -8,6 +8,9 @@ command to continue); a second signal exits at once.
 
 from __future__ import annotations
 
+import sys
+import types
+
 from jaxgen import api, cli, parallel, workdir as workdir_lib
 
 
@@ -24,6 +27,17 @@ def main(argv: list[str]) -> None:
         for line in workdir_lib.contents(flags.workdir):
             print("  " + line, flush=True)
 
+
+class _CallableModule(types.ModuleType):
+    """`jaxgen.train` is this module (python -m jaxgen.train) and the API's training call: once
+    the module is imported, the package attribute is the module, so calling it trains."""
+
+    def __call__(self, *args, **kwargs) -> api.Model:
+        return api.train(*args, **kwargs)
+
+
+_CallableModule.__call__.__doc__ = api.train.__doc__
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     cli.main_guard(main)

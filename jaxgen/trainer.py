@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import os
 import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from jaxgen.data.pipeline import TrainStream, eval_batches
 from jaxgen.data.ranges import to_unit_range
 from jaxgen.data.sources import Split
 from jaxgen.periodic import Every, run_actions
+from jaxgen.progress import Progress
 from jaxgen.rng import as_key, purpose_key, root_key_data
 from jaxgen.state import TrainState, averaged_params, ema_update, learning_rate_schedule
 from jaxgen.writers import Writer, read_metrics
@@ -153,10 +155,15 @@ class Trainer:
                                self.config.data.dequantize, self.config.seed,
                                self.config.eval.num_examples if num_examples is None
                                else num_examples, pad_to=parallel.padded(size, self.mesh))
+        examples = len(self.splits["test"])
+        limit = self.config.eval.num_examples if num_examples is None else num_examples
+        progress = Progress("evaluating the test batches",
+                            -(-min(limit or examples, examples) // size))
         for index, local in enumerate(batches):
             sums, n = fn(state, self.global_batch(local), jnp.int32(index))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
             count = count + n
+            progress.update(index + 1, totals)
         totals, count = parallel.fetch((totals, count))
         return {k: float(v) / float(count) for k, v in totals.items()}
 
@@ -206,6 +213,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
                  trainer.rows.stop, config.train.batch_size)
         checkpointer = workdir_lib.checkpointer(workdir, config.checkpoint.keep)
         writer = Writer(workdir, enabled=parallel.is_primary())
+        # The config beside the curves (indented: Markdown code), at the step this start resumes.
+        writer.text(checkpointer.latest_step() or 0, "config",
+                    "\n".join("    " + line for line in config.to_json(indent=2).splitlines()))
         try:
             # The step compiles (from abstract shapes) while the state is restored or
             # initialised: XLA compiles without the GIL, so the two overlap.
@@ -417,3 +427,22 @@ def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir:
         viz.save_png(workdir_lib.path(workdir, workdir_lib.SAMPLES, f"step_{step:07d}.png"),
                      mosaic)
         writer.image(step, "samples", viz.enlarged(mosaic))  # 8x8 digits: 73 px otherwise
+        _write_montage(workdir)
+
+
+MONTAGE_GRIDS = 8
+
+
+def _write_montage(workdir: str) -> None:
+    """samples/montage.png: up to MONTAGE_GRIDS of the run's sample grids, evenly spaced over
+    training, the newest last, each labelled with its step."""
+    directory = workdir_lib.path(workdir, workdir_lib.SAMPLES)
+    steps = sorted(int(name[5:12]) for name in os.listdir(directory)
+                   if name.startswith("step_") and name.endswith(".png") and len(name) == 16)
+    if len(steps) < 2:
+        return
+    chosen = sorted({steps[round(i * (len(steps) - 1) / (MONTAGE_GRIDS - 1))]
+                     for i in range(MONTAGE_GRIDS)})
+    viz.montage(os.path.join(directory, "montage.png"),
+                [os.path.join(directory, f"step_{step:07d}.png") for step in chosen],
+                [f"step {step}" for step in chosen])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -48,16 +49,68 @@ def enlarged(image: np.ndarray, min_size: int = 256, max_size: int = 2048) -> np
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def save_png(path: str, image: np.ndarray, min_size: int = 256, max_size: int = 2048) -> None:
+def save_png(path: str, image: np.ndarray, min_size: int = 256, max_size: int = 2048,
+             title: str = "", row_labels: Sequence[str] = (),
+             column_labels: Sequence[str] = ()) -> None:
     """Saves uint8 [H, W, C]; small images are enlarged (nearest neighbour) until the short
-    side reaches min_size or the long side max_size, so 8x8 digits can be seen."""
+    side reaches min_size or the long side max_size, so 8x8 digits can be seen. A title goes
+    above, row labels left of equal-height rows, column labels above equal-width columns."""
     from PIL import Image
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     image = enlarged(image, min_size, max_size)
+    if title or row_labels or column_labels:
+        image = labelled(image, title, row_labels, column_labels)
     mode_image = image[..., 0] if image.shape[-1] == 1 else image
     tmp = path + ".tmp"
     Image.fromarray(mode_image).save(tmp, format="PNG")
     os.replace(tmp, path)  # a reader never sees half a file
+
+
+LINE = 14  # pixels per line of PIL's default bitmap font, with spacing
+
+
+def labelled(image: np.ndarray, title: str = "", row_labels: Sequence[str] = (),
+             column_labels: Sequence[str] = ()) -> np.ndarray:
+    """uint8 [H, W, C] on a white canvas with text margins: the title on top, then the column
+    labels, row labels on the left (rows and columns of equal size)."""
+    from PIL import Image, ImageDraw, ImageFont
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left = max((measure.textlength(t, font=font) for t in row_labels), default=-8) + 8
+    top = LINE * (bool(title) + bool(column_labels)) + (4 if title or column_labels else 0)
+    h, w, c = image.shape
+    width = max(int(left) + w, int(measure.textlength(title, font=font)) + 8)
+    canvas = Image.new("RGB", (width, top + h), "white")
+    canvas.paste(Image.fromarray(image[..., 0] if c == 1 else image).convert("RGB"),
+                 (int(left), top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((4, 2), title, fill="black", font=font)
+    for i, text in enumerate(column_labels):
+        x = left + (i + 0.5) * w / len(column_labels) - measure.textlength(text, font=font) / 2
+        draw.text((x, top - LINE), text, fill="black", font=font)
+    for i, text in enumerate(row_labels):
+        draw.text((2, top + (i + 0.5) * h / len(row_labels) - LINE / 2), text, fill="black",
+                  font=font)
+    out = np.asarray(canvas)
+    return out[..., :1] if c == 1 else out
+
+
+def montage(path: str, pictures: Sequence[str], labels: Sequence[str], height: int = 256
+            ) -> None:
+    """Pictures (PNG files) side by side, each scaled to `height` pixels and labelled above:
+    sample grids over training."""
+    from PIL import Image
+    tiles = []
+    for picture, label in zip(pictures, labels):
+        with Image.open(picture) as image:
+            image = image.convert("RGB")
+            width = max(1, round(image.width * height / image.height))
+            tile = np.asarray(image.resize((width, height), Image.NEAREST))
+        tiles.append(labelled(tile, title=label))
+    gap = np.full((tiles[0].shape[0], 8, 3), 255, np.uint8)
+    row = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+    save_png(path, row, min_size=1)
 
 
 def scatter_2d(path: str, points: np.ndarray, labels: np.ndarray, title: str) -> None:

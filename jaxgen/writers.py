@@ -52,6 +52,11 @@ class Writer:
         if self.enabled and self._tb is not None:
             self._tb.add_image(tag, image, step, dataformats="HWC")
 
+    def text(self, step: int, tag: str, text: str) -> None:
+        """Markdown text in TensorBoard's text tab (the run's config, say)."""
+        if self.enabled and self._tb is not None:
+            self._tb.add_text(tag, text, step)
+
     def flush(self) -> None:
         if self._tb is not None:
             self._tb.flush()

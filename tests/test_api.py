@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import jaxgen
+import jaxgen.train  # the CLI module (python -m jaxgen.train): jaxgen.train must still train
 from jaxgen.config import ConfigError
 from tests.helpers import TINY
 
@@ -21,6 +22,9 @@ def test_the_api_trains_samples_evaluates_and_encodes_in_process(tmp_path):
     model = jaxgen.train(config, str(tmp_path))
     assert int(model.state.step) == 20
     assert (tmp_path / "checkpoints" / "20").is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert any(tag.startswith("config") for tag in events.Tags()["tensors"])  # the config text
 
     images = model.sample(6)
     assert images.shape == (6, 8, 8, 1) and images.dtype == np.float32

@@ -121,3 +121,32 @@ def test_loss_curves_show_the_test_loss_and_the_tracked_sample_metrics(tmp_path)
     assert drawn == {"loss": ["train loss", "test loss"], "fid (tracked samples)": ["fid"],
                      "recall (tracked samples)": ["recall"]}
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_pictures_carry_their_labels_in_margins_beside_the_unchanged_image(tmp_path):
+    from PIL import Image
+
+    from jaxgen import viz
+    image = np.full((40, 60, 1), 128, np.uint8)
+    out = viz.labelled(image, title="step 10, guidance 2.0", row_labels=["linear", "spherical"],
+                       column_labels=["0", "0.5", "1"])
+    top, left = out.shape[0] - 40, out.shape[1] - 60
+    assert top > 0 and left > 0 and out.shape[2] == 1
+    np.testing.assert_array_equal(out[top:, left:], image)  # the picture itself untouched
+    assert out[:top].min() < 100 and out[top:, :left].min() < 100  # text in both margins
+    viz.save_png(str(tmp_path / "x.png"), image, title="t", row_labels=["a"])
+    assert Image.open(tmp_path / "x.png").size[1] > 256  # enlarged, then the title above
+
+
+def test_a_montage_shows_the_sample_grids_over_training(tmp_path):
+    from PIL import Image
+
+    from jaxgen import trainer, viz
+    samples = tmp_path / "samples"
+    for step in (100, 200, 300):
+        viz.save_png(str(samples / f"step_{step:07d}.png"), np.full((8, 8, 1), step // 2,
+                                                                     np.uint8))
+    trainer._write_montage(str(tmp_path))
+    montage = np.asarray(Image.open(samples / "montage.png"))
+    assert montage.shape[1] >= 3 * 256  # three grids side by side, each 256 px high
+    assert {50, 100, 150} <= set(np.unique(montage))  # each grid's pixels are in it

@@ -122,3 +122,16 @@ def test_the_console_command_runs_the_entry_points():
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == ("error: unknown command 'tran' (known: train, sample, "
                                       "evaluate, sweep, report, keys)")
+
+
+def test_long_loops_log_their_progress_with_the_time_left(caplog):
+    import logging
+
+    from jaxgen.progress import Progress
+    progress = Progress("sampling", total=4, every_seconds=0.0)
+    with caplog.at_level(logging.INFO, logger="jaxgen"):
+        for done in range(1, 5):
+            progress.update(done)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3  # none once everything is done
+    assert lines[0].startswith("sampling: 1 of 4, ") and lines[0].endswith(" s left")

@@ -4,8 +4,8 @@ The runner receives what it measures as a function that draws batch b of samples
 nothing of trainers or families. Samples are generated batch by batch (split over the `data`
 axis of the mesh), passed through the extractor at once and dropped: only features [N, D]
 and predicted labels [N] stay on the host, never N images. The same metrics are computed
-for held-out real images (training images) against the test split, the floor a model
-can reach at this sample count.
+for real training images against the test split, the floor a model can reach at this
+sample count (optimistic with the dataset classifier, which trained on them).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from jaxgen.data.pipeline import eval_batches
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.extractor import Extractor
+from jaxgen.progress import Progress
 
 # (b, labels int32 [P] batch-sharded) -> batch b of samples [P, H, W, C] in [0, 1],
 # batch-sharded, P the batch size padded to the devices (`parallel.padded`; rows past the
@@ -77,12 +78,14 @@ def generated_features(sample_batch: BatchSampler, extractors: dict[str, Extract
     parts: dict[str, list] = {"features": [], "label": [], "requested": []}
     padded = parallel.padded(batch_size, mesh)
     rows = parallel.process_rows(padded)
+    progress = Progress(f"sampling {num} images for the metrics", -(-num // batch_size))
     for b in range(-(-num // batch_size)):
         requested = (np.arange(b * batch_size, b * batch_size + padded)
                      % max(num_classes, 1)).astype(np.int32)
         labels = parallel.to_global({"label": requested[rows]}, mesh)["label"]
         _collect(parts, extractors, sample_batch(b, labels), keep=batch_size)
         parts["requested"].append(requested[:batch_size])
+        progress.update(b + 1)
     return {k: np.concatenate(v)[:num] for k, v in parts.items()}
 
 
@@ -107,8 +110,8 @@ def sample_metrics(sample_batch: BatchSampler, num_classes: int,
                    extractors: dict[str, Extractor], splits: dict[str, Split],
                    eval_config: ml_collections.ConfigDict, seed: int, num_samples: int,
                    real: bool = True) -> dict:
-    """{"model": metrics of num_samples samples, "real": the same for as many held-out
-    real images (unless real=False), "extractor": what measured them}.
+    """{"model": metrics of num_samples samples, "real": the same for as many real training
+    images (unless real=False), "extractor": what measured them}.
 
     num_classes: classes the sampler takes labels for (0: unconditional); a conditional
     model also gets conditional accuracy."""
@@ -122,7 +125,7 @@ def sample_metrics(sample_batch: BatchSampler, num_classes: int,
                             generated["requested"] if conditional else None)}
     if not real:
         return out
-    # Held-out real images: a fixed random subset of the training split.
+    # Real images: a fixed random subset of the training split.
     train = splits["train"]
     order = np.random.default_rng(seed).permutation(len(train))[:num_samples]
     held_out = Split(train.images[order], train.labels[order], train.max_value, train.num_classes)
