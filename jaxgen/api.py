@@ -36,9 +36,7 @@ def load_config(spec: str, overrides: Mapping[str, Any] | Sequence[str] = ()
                 ) -> ml_collections.ConfigDict:
     """experiments/NAME.py[:ARG] with overrides, {"train.num_steps": 500} or
     ["train.num_steps=500"], checked as on the command line (ConfigError names a bad key)."""
-    if isinstance(overrides, Mapping):
-        overrides = [f"{key}={value}" for key, value in overrides.items()]
-    return config_lib.load(spec, list(overrides))
+    return config_lib.load(spec, _as_list(overrides))
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *,
@@ -74,12 +72,17 @@ def load(workdir: str, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Mod
     return Model(workdir, run.config, run.splits, run.family, run.state)
 
 
+def _as_list(overrides: Mapping[str, Any] | Sequence[str]) -> list[str]:
+    """{"train.num_steps": 500} or ["train.num_steps=500"] -> ["train.num_steps=500"]."""
+    if isinstance(overrides, Mapping):
+        return [f"{key}={value}" for key, value in overrides.items()]
+    return list(overrides)
+
+
 def _with(config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | Sequence[str]
           ) -> ml_collections.ConfigDict:
-    if isinstance(overrides, Mapping):
-        overrides = [f"{key}={value}" for key, value in overrides.items()]
     config = ml_collections.ConfigDict(config.to_dict())
-    for override in overrides:
+    for override in _as_list(overrides):
         key, _, text = override.partition("=")
         config_lib.set_value(config, key, text)
     return config
@@ -94,11 +97,12 @@ class Model:
         self.family, self.state = family, state
         self.trainer = trainer_lib.Trainer(config, family, splits)
 
-    def _for(self, settings: Mapping[str, Any]) -> Model:
-        """This model with sample.* settings changed (a guidance scale, a sampler)."""
-        if not settings:
+    def _with(self, overrides: Mapping[str, Any]) -> Model:
+        """This model under a config with overrides of keys that leave the weights alone
+        (sample.*: a guidance scale, a sampler; eval.*)."""
+        if not overrides:
             return self
-        config = _with(self.config, {f"sample.{k}": v for k, v in settings.items()})
+        config = _with(self.config, overrides)
         _, family = runs.prepare_config(config)
         return Model(self.workdir, config, self.splits, family, self.state)
 
@@ -107,7 +111,7 @@ class Model:
         """num samples [num, H, W, C] in [0, 1]. labels: the class of each sample (a
         conditional model; default 0, 1, ..., K-1, 0, ...). seed: which draw (0, 1, ...: the
         same images for the same seed). settings: sample.* keys, e.g. guidance_scale=2.0."""
-        model = self._for(settings)
+        model = self._with({f"sample.{k}": v for k, v in settings.items()})
         mesh = parallel.make_mesh()
         padded = parallel.padded(num, mesh)
         classes = model.family.sampling_classes
@@ -129,11 +133,7 @@ class Model:
             overrides["eval.num_samples"] = num_samples
         if num_examples is not None:
             overrides["eval.num_examples"] = num_examples
-        model = self
-        if overrides:
-            config = _with(self.config, overrides)
-            _, family = runs.prepare_config(config)
-            model = Model(self.workdir, config, self.splits, family, self.state)
+        model = self._with(overrides)
         return evaluate_lib.evaluate(model.config, model.splits, model.family, model.trainer,
                                      model.state, self.workdir, output)
 
