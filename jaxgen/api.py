@@ -67,7 +67,7 @@ def load(workdir: str, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Mod
     keys that do not change the weights: sample.*, eval.*)."""
     config = families.complete(workdir_lib.read_config(workdir))
     if overrides:
-        config = _with(config, overrides)
+        config = _overridden(config, overrides)
     run = trained.load(workdir, config=config)
     return Model(workdir, run.config, run.splits, run.family, run.state)
 
@@ -79,7 +79,7 @@ def _as_list(overrides: Mapping[str, Any] | Sequence[str]) -> list[str]:
     return list(overrides)
 
 
-def _with(config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | Sequence[str]
+def _overridden(config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | Sequence[str]
           ) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(config.to_dict())
     for override in _as_list(overrides):
@@ -102,7 +102,7 @@ class Model:
         (sample.*: a guidance scale, a sampler; eval.*)."""
         if not overrides:
             return self
-        config = _with(self.config, overrides)
+        config = _overridden(self.config, overrides)
         _, family = runs.prepare_config(config)
         return Model(self.workdir, config, self.splits, family, self.state)
 
