@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 from jax import lax
 
 from jaxgen.config import ConfigError
+from jaxgen.quiet import only_errors
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ class Checkpointer:
         if self.read_only:
             if not os.path.isdir(self.directory):
                 return None
-            return ocp.CheckpointManager(
-                self.directory, options=ocp.CheckpointManagerOptions(read_only=True))
+            with only_errors("absl"):  # Orbax warns that a read-only manager is read-only
+                return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+                    read_only=True, save_interval_steps=0, create=False))
         # Only the lock holder writes, so no save of anyone else can be in progress: the
         # temporary directories a killed run left behind are safe to delete.
         try:

@@ -5,7 +5,8 @@ with sample.* settings other than the run's) and printed as a
 table: the family's likelihood metrics on the test split (its `likelihood_step` when it
 is a `LikelihoodModel`, else its `eval_step`); for families that sample, FID, KID, precision/recall,
 mode coverage (and conditional accuracy) of N samples against the test split, beside
-the same metrics of N real training images (which the classifier trained on); for
+the same metrics of up to N real test images against the rest of the test split (images the
+evaluation classifier never saw: `eval.runner.real_column_rows`); for
 families with a latent space, the reconstruction error beside PCA's at the same dimension.
 
 Evaluations of one checkpoint that differ only in how samples are drawn or scored (a guidance
@@ -171,8 +172,8 @@ def format_table(record: dict) -> str:
     if real:
         accuracy = record["extractor"]["classifier_test_accuracy"]
         lines[0] += (f", {record['num_samples']} samples vs {record['num_reference']} test "
-                     f"images; real column: {record['num_real']} training images (the "
-                     f"classifier's); "
+                     f"images; real column: {record['num_real']} test images vs the other "
+                     f"{record['num_real_reference']}; "
                      f"classifier test accuracy {accuracy:.4f}; FID/KID/precision/recall on "
                      f"the features of {record['extractor']['features']}")
     lines.append(f"{'metric':<{width}}  {'model':>12}  {'real data':>12}")

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> None:
         path = picture("sample_grid")
         classes = family.sampling_classes
         viz.save_png(path, viz.sample_grid(images, classes), title=grid_title(config, step),
-                     column_labels=[str(k) for k in range(classes)])
+                     column_labels=splits["test"].class_labels(classes))
         written.append(path)
     if isinstance(family, LatentModel) and parallel.is_primary():
         written += latent_pictures(family, state, splits, config, flags, picture, step)
@@ -85,9 +85,10 @@ def grid_title(config, step: int) -> str:
     return ", ".join([f"step {step}", *settings])
 
 
-def attribute_labels(source: int, target: int, alphas) -> dict:
-    """save_png's labels of an attribute strip: its direction and each column's strength."""
-    return {"title": f"+ alpha x (mean z of class {target} - mean z of class {source})",
+def attribute_labels(source: str, target: str, alphas) -> dict:
+    """save_png's labels of an attribute strip: its direction (between the classes so named)
+    and each column's strength."""
+    return {"title": f"+ alpha x (mean z of {target} - mean z of {source})",
             "column_labels": [f"{a:.2g}" for a in np.asarray(alphas)]}
 
 
@@ -130,6 +131,7 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
     conditional = family.num_classes > 0
     labels = jnp.asarray(y) if conditional else None
     other = int(np.argmax(y != y[0]))  # the first test image of another class
+    names = test.class_labels()
     rows = []
     for spherical in (False, True):
         rows.append(latent.interpolate(family, params, x[0], x[other], flags.steps, spherical,
@@ -137,7 +139,7 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
     paths = [picture("interpolation")]
     strip = viz.to_uint8(np.concatenate(rows), family.value_range)
     viz.save_png(paths[-1], viz.grid(strip, rows=2), row_labels=["linear", "spherical"],
-                 title=f"between two test images (classes {int(y[0])}, {int(y[other])})")
+                 title=f"between two test images ({names[int(y[0])]}, {names[int(y[other])]})")
 
     if not conditional:
         source, target = flags.attribute
@@ -149,7 +151,7 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
         paths.append(picture(f"attribute_{source}_to_{target}"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
                                          rows=len(starts)),
-                     **attribute_labels(source, target, alphas))
+                     **attribute_labels(names[source], names[target], alphas))
 
     if family.latent_dim == 2:
         z = np.asarray(latent.encode_mean(family, params, x, labels))
@@ -180,8 +182,8 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
         paths.append(picture("class_grid"))
         viz.save_png(paths[-1], viz.grid(viz.to_uint8(
             np.asarray(family.from_latents(state, z_rows, labels)), family.value_range), rows=8),
-            title="one z per row, in every class", column_labels=[str(k) for k in
-                                                                 range(num_classes)])
+            title="one z per row, in every class",
+            column_labels=splits["test"].class_labels(num_classes))
         return paths
     # Attribute vectors (Radford et al. 2016): the mean z of samples the classifier calls
     # TO minus that of samples it calls FROM, added to draws of class FROM.
@@ -191,6 +193,7 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
         for chunk in jnp.split(z, 4)])
     means = latent.mean_by_class(z, predicted, classifier.num_classes)
     source, target = flags.attribute
+    names = splits["test"].class_labels()
     starts = np.flatnonzero(np.asarray(predicted) == source)[:4]
     if len(starts) == 0 or not bool(jnp.all(jnp.isfinite(means[target]))):
         print(f"no attribute vector: the generator's 2000 draws contain no class {source} "
@@ -202,7 +205,7 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
     paths.append(picture(f"attribute_{source}_to_{target}"))
     viz.save_png(paths[-1], viz.grid(viz.to_uint8(np.concatenate(strips), family.value_range),
                                      rows=len(starts)),
-                 **attribute_labels(source, target, alphas))
+                 **attribute_labels(names[source], names[target], alphas))
     return paths
 
 

@@ -57,6 +57,9 @@ def save_png(path: str, image: np.ndarray, min_size: int = 256, max_size: int = 
     above, row labels left of equal-height rows, column labels above equal-width columns."""
     from PIL import Image
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if column_labels:  # columns wide enough for their labels ("Ankle boot": 60 px)
+        min_width = len(column_labels) * (max(_text_width(t) for t in column_labels) + 6)
+        min_size = max(min_size, -(-min_width // image.shape[1]) * min(image.shape[:2]))
     image = enlarged(image, min_size, max_size)
     if title or row_labels or column_labels:
         image = labelled(image, title, row_labels, column_labels)
@@ -67,6 +70,12 @@ def save_png(path: str, image: np.ndarray, min_size: int = 256, max_size: int = 
 
 
 LINE = 14  # pixels per line of PIL's default bitmap font, with spacing
+
+
+def _text_width(text: str) -> int:
+    from PIL import Image, ImageDraw, ImageFont
+    return int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(
+        text, font=ImageFont.load_default()))
 
 
 def labelled(image: np.ndarray, title: str = "", row_labels: Sequence[str] = (),

@@ -57,6 +57,25 @@ class Writer:
         if self.enabled and self._tb is not None:
             self._tb.add_text(tag, text, step)
 
+    def hparams(self, values: Mapping[str, object]) -> None:
+        """The run's settings in TensorBoard's HParams tab (flat keys such as
+        "model.beta"; tuples as text). Only the session-start record is written: without an
+        experiment record TensorBoard takes every scalar tag of the run as a metric, so runs
+        of a sweep under one log directory compare on all of them."""
+        if not (self.enabled and self._tb is not None):
+            return
+        from tensorboardX.summary import hparams
+        flat = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+                for k, v in values.items() if v is not None}
+        from tensorboardX.proto.tensor_pb2 import TensorProto
+        from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
+        _, session_start, _ = hparams(flat, {})
+        # TensorBoard's own hparams summaries carry an empty float tensor, and its readers
+        # list a tag only when it holds data; tensorboardX writes the metadata alone.
+        session_start.value[0].tensor.CopyFrom(TensorProto(
+            dtype=1, tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=0)])))
+        self._tb.file_writer.add_summary(session_start)
+
     def flush(self) -> None:
         if self._tb is not None:
             self._tb.flush()

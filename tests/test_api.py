@@ -24,7 +24,14 @@ def test_the_api_trains_samples_evaluates_and_encodes_in_process(tmp_path):
     assert (tmp_path / "checkpoints" / "20").is_dir()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
-    assert any(tag.startswith("config") for tag in events.Tags()["tensors"])  # the config text
+    tensors = events.Tags()["tensors"]
+    assert any(tag.startswith("config") for tag in tensors)  # the config text
+    assert "_hparams_/session_start_info" in tensors  # the HParams tab
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    content = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["train.num_steps"].number_value == 20
+    assert hparams["model.features"].string_value == "[8, 16]"
 
     images = model.sample(6)
     assert images.shape == (6, 8, 8, 1) and images.dtype == np.float32

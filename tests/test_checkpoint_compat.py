@@ -10,6 +10,7 @@ import shutil
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from tests.helpers import ROOT, SMALL_EVAL, final_state, run_cli
 
@@ -28,6 +29,7 @@ def _copy(run: str, tmp_path) -> str:
     return workdir
 
 
+@pytest.mark.slow
 def test_an_older_gan_workdir_samples_and_continues_with_the_generator_ema_only(tmp_path):
     from jaxgen import runs
     from jaxgen.cli import parse, parser

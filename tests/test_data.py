@@ -1,6 +1,7 @@
 """Sources and the deterministic batching pipeline."""
 
 import gzip
+import logging
 import os
 import struct
 
@@ -106,15 +107,22 @@ def test_idx_reader_round_trip_and_errors(tmp_path):
         sources.load_idx_dir(str(tmp_path / "missing"))
 
 
-def test_debian_fashion_mnist_idx_files():
+def test_debian_fashion_mnist_idx_files(caplog):
     if not os.path.isfile(os.path.join(sources.DEBIAN_FASHION_MNIST, "t10k-labels-idx1-ubyte.gz")):
         if os.environ.get("CI"):
             pytest.fail("CI must install dataset-fashion-mnist (scripts/setup.sh does)")
         pytest.skip("dataset-fashion-mnist is not installed")
-    splits = sources.load_idx_dir(sources.DEBIAN_FASHION_MNIST)
+    splits = sources.load("idx")  # its default directory is Debian's Fashion-MNIST
     assert splits["train"].images.shape == (60000, 28, 28, 1)
+    assert splits["test"].class_labels()[9] == "Ankle boot"  # tfds's names for the pictures
     assert splits["test"].images.shape == (10000, 28, 28, 1)
     assert np.bincount(splits["test"].labels).tolist() == [1000] * 10
+    # tfds's fashion_mnist is not prepared here: the tfds source falls back to the same files
+    # without passing on tfds's warning about the missing dataset_info.json.
+    with caplog.at_level(logging.WARNING):
+        fashion = sources.load("tfds", "fashion_mnist")
+    assert fashion["test"].class_names == sources.FASHION_MNIST_CLASSES
+    assert "dataset_info" not in caplog.text
 
 
 def test_tfds_path_with_mock_data():
@@ -124,6 +132,9 @@ def test_tfds_path_with_mock_data():
     assert splits["train"].images.shape == (24, 28, 28, 1)
     assert splits["train"].images.dtype == np.uint8 and splits["train"].num_classes == 10
     assert len(splits["test"]) == 24
+    assert splits["test"].class_labels(3) == ["0", "1", "2"]  # tfds's mnist label names
+    with pytest.raises(sources.DatasetError, match="2 class names for 10 classes"):
+        sources.Split(splits["test"].images, splits["test"].labels, 255, 10, ("a", "b"))
 
 
 def test_the_synthetic_source_has_the_requested_shape_and_is_deterministic():

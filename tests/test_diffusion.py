@@ -174,6 +174,7 @@ def test_stratified_bound_estimates_the_full_sum_without_bias():
     assert float(estimates.mean()) == pytest.approx(float(full.mean()), rel=0.03)
 
 
+@pytest.mark.slow
 def test_training_on_digits_lowers_the_test_loss(tmp_path):
     config, splits, family = _prepare(tmp_path)
     t = trainer.Trainer(config, family, splits)
@@ -186,6 +187,7 @@ def test_training_on_digits_lowers_the_test_loss(tmp_path):
     assert final < 0.5 * initial
 
 
+@pytest.mark.slow
 def test_ddim_eta0_is_deterministic_and_eta1_all_steps_is_ddpm(tmp_path):
     config, splits, family = _prepare(tmp_path)
     t = trainer.Trainer(config, family, splits)
@@ -216,6 +218,7 @@ def test_cifar10_config_has_the_35_7m_parameters_of_ho_et_al():
     assert sum(math.prod(s.shape) for s in jax.tree.leaves(shapes)) == 35_746_307
 
 
+@pytest.mark.slow
 def test_guidance_needs_a_cfg_model_and_w0_is_the_conditional_model(tmp_path):
     with pytest.raises(ConfigError, match="guidance_scale needs"):
         _prepare(tmp_path, "--config.sample.guidance_scale=2.0")
@@ -237,6 +240,7 @@ def test_guidance_needs_a_cfg_model_and_w0_is_the_conditional_model(tmp_path):
     np.testing.assert_allclose(w2, 3.0 * plain - 2.0 * null, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_classifier_guidance_steers_samples_to_the_requested_class(tmp_path):
     from tests.helpers import run_cli
     classifier_dir = tmp_path / "classifier"
@@ -271,6 +275,7 @@ def test_classifier_guidance_steers_samples_to_the_requested_class(tmp_path):
                  "--config.model.num_timesteps=1000")
 
 
+@pytest.mark.slow
 def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
     from tests.helpers import run_cli
     ae_dir = tmp_path / "ae"

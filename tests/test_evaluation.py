@@ -90,12 +90,39 @@ def test_mode_coverage_of_the_test_split_and_of_one_class(digits):
     assert metrics.mode_coverage(zeros, test.labels, 10)["classes_covered"] == 1
 
 
+def test_the_real_column_is_test_images_the_classifier_never_saw(digits, monkeypatch):
+    import jax.numpy as jnp
+
+    from jaxgen.config import load
+    from jaxgen.eval import runner
+    splits, extractors, _ = digits
+    test = splits["test"]
+    read = []
+    original = runner.real_features
+    monkeypatch.setattr(runner, "real_features",
+                        lambda e, split, *a, **k: read.append(split) or original(e, split, *a, **k))
+    out = runner.sample_metrics(lambda b, labels: jnp.full((labels.shape[0], 8, 8, 1), 0.5),
+                                0, extractors, splits, load("experiments/vae_digits.py", []).eval,
+                                0, 1000)
+    # Only the test split is read: the training split, the classifier's, never is.
+    assert read and all(split is test for split in read)
+    rows, reference_rows = runner.real_column_rows(len(test), 1000, 0)
+    assert not set(rows) & set(reference_rows)
+    assert (out["num_real"], out["num_real_reference"]) == (len(rows), len(reference_rows))
+    assert len(rows) + len(reference_rows) == len(test) == out["num_reference"]
+    # Unseen images: the classifier's accuracy on them is its test accuracy, not 1.0.
+    unseen = original(extractors, test, 128)
+    assert np.mean(unseen["label"][rows] == test.labels[rows]) < 1.0
+    assert 0 < out["real"]["fid"] < out["model"]["fid"]
+
+
 def _values(workdir):
     with open(os.path.join(workdir, "metrics.json")) as f:
         record = json.load(f)
     return record
 
 
+@pytest.mark.slow
 def test_evaluate_same_seed_same_metrics_and_8_devices_match_1(tmp_path):
     train_tiny(str(tmp_path), 40)
     records = []
@@ -124,6 +151,7 @@ def test_conditional_model_reports_conditional_accuracy(tmp_path):
     assert record["real"]["conditional_accuracy"] > 0.9
 
 
+@pytest.mark.slow
 def test_evaluations_differing_only_in_sampling_share_likelihoods(tmp_path):
     train_tiny(str(tmp_path), 10)
 
@@ -172,6 +200,7 @@ def get_sweep():
 '''
 
 
+@pytest.mark.slow
 def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_path):
     spec = tmp_path / "tiny_sweep.py"
     spec.write_text(SWEEP.format(experiments=os.path.join(ROOT, "experiments")))

@@ -88,6 +88,7 @@ def test_pca_baseline_is_exact_at_full_rank():
     assert latent.pca_reconstruction_mse(x, x, 1) > 1e-3
 
 
+@pytest.mark.slow
 def test_two_dimensional_latent_gets_a_scatter_plot(tmp_path):
     train_tiny(str(tmp_path), 20, "--config.model.latent_dim=2")
     result = run_cli("sample", [f"--workdir={tmp_path}", "--num=4"])
@@ -136,6 +137,17 @@ def test_pictures_carry_their_labels_in_margins_beside_the_unchanged_image(tmp_p
     assert out[:top].min() < 100 and out[top:, :left].min() < 100  # text in both margins
     viz.save_png(str(tmp_path / "x.png"), image, title="t", row_labels=["a"])
     assert Image.open(tmp_path / "x.png").size[1] > 256  # enlarged, then the title above
+
+
+def test_class_names_label_the_columns_of_a_grid_widened_to_fit_them(tmp_path):
+    from PIL import Image
+
+    from jaxgen import viz
+    from jaxgen.data.sources import FASHION_MNIST_CLASSES
+    image = np.full((29 * 7 + 1, 29 * 10 + 1, 1), 128, np.uint8)  # 7 rows of 10 classes
+    viz.save_png(str(tmp_path / "grid.png"), image, column_labels=FASHION_MNIST_CLASSES)
+    widest = max(viz._text_width(name) for name in FASHION_MNIST_CLASSES)
+    assert Image.open(tmp_path / "grid.png").size[0] >= 10 * (widest + 6)
 
 
 def test_a_montage_shows_the_sample_grids_over_training(tmp_path):

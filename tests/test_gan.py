@@ -161,12 +161,14 @@ def test_training_on_digits_gives_samples_of_several_classes(tmp_path):
     assert (tmp_path / "loss_curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_sigkill_and_restart_end_at_the_uninterrupted_parameters_of_both_networks(tmp_path):
     assert_kill_and_resume_match(str(tmp_path), [*TINY_GAN, "--config.model.spectral_norm=True",
                                                  "--config.model.r1_gamma=1.0"],
                                  steps=200, kill_after=40)
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_losses_of_one(tmp_path):
     rows = {}
     for devices in (1, 8):
@@ -193,6 +195,7 @@ def test_sample_draws_interpolations_and_a_class_grid_for_a_conditional_gan(tmp_
                        "sample_grid_step_0000010.png", "step_0000010.png"], written
 
 
+@pytest.mark.slow
 def test_an_unconditional_gan_samples_attribute_vectors_on_three_devices(tmp_path):
     # The classifier that names the samples' classes runs on batches of 500 (not a multiple
     # of 3) of replicated images: the extractor pads and splits them itself.

@@ -34,6 +34,7 @@ def test_parameter_count_is_torchvisions_backbone():
     assert count == 27_161_264 - 3_326_696 - 2_049_000
 
 
+@pytest.mark.slow
 def test_weights_load_from_npz_under_pytorch_names(tmp_path):
     model = inception.FIDInceptionV3()
     variables = model.init(jax.random.key(1), jnp.zeros((1, 299, 299, 3)))

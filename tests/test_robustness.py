@@ -6,6 +6,7 @@ import fcntl
 import glob
 import gzip
 import json
+import logging
 import os
 import shutil
 import signal
@@ -47,6 +48,7 @@ def _one_line_error(stderr: str, code_expected: int, returncode: int, *fragments
 
 # Readers beside a trainer, and a second trainer.
 
+@pytest.mark.slow
 def test_sample_and_evaluate_beside_a_training_run_change_nothing_it_computes(tmp_path,
                                                                              straight):
     workdir = str(tmp_path / "run")
@@ -87,6 +89,7 @@ def test_a_second_trainer_on_a_workdir_exits_naming_the_first(tmp_path):
 
 # Preemption.
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_step_reached_and_the_restart_ends_exactly(tmp_path, straight):
     workdir = str(tmp_path / "run")
     proc = start_cli("train", [*TINY, f"--workdir={workdir}", f"--config.train.num_steps={STEPS}"])
@@ -102,6 +105,7 @@ def test_sigterm_checkpoints_the_step_reached_and_the_restart_ends_exactly(tmp_p
     assert_same_state(straight, workdir)
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_host_stops_every_host_at_one_step(tmp_path):
     """Multi-host: the coordination service agrees on the step; each process checkpoints it
     (a collective save) and exits with the preemption code."""
@@ -142,6 +146,7 @@ def test_a_second_signal_exits_at_once():
     assert "not reached" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_forwards_sigterm_to_its_trainer_and_resumes_exactly(tmp_path, straight):
     experiment = tmp_path / "one_point.py"
     experiment.write_text(textwrap.dedent(f"""
@@ -230,6 +235,7 @@ def test_each_experiment_validates_on_any_device_count_or_names_the_fix(path):
             assert int(fix) % devices == 0
 
 
+@pytest.mark.slow
 def test_vae_digits_trains_samples_and_evaluates_on_3_and_8_devices(tmp_path):
     # Batches of 24 train on both; evaluation batches of 50 pad to 51 and 56. A classifier of
     # its own (60 steps) is trained by the 3-device evaluation, on 2 of the 3 devices (its
@@ -265,6 +271,17 @@ def _small_checkpoint(directory: str):
     saver.wait()
     saver.close()
     return state
+
+
+def test_a_reader_opens_a_run_read_only_without_warnings(tmp_path, caplog):
+    directory = str(tmp_path / "checkpoints")
+    state = _small_checkpoint(directory)
+    with caplog.at_level(logging.WARNING):
+        reader = checkpoint_lib.Checkpointer(directory, keep=3, read_only=True)
+        restored, _ = reader.restore_latest(state)
+        reader.close()
+    np.testing.assert_array_equal(restored["w"], state["w"])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 def test_every_flipped_bit_in_an_array_file_is_detected(tmp_path):

@@ -16,7 +16,13 @@ import zlib
 
 import numpy as np
 
+from jaxgen.quiet import only_errors
+
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+# The label names tfds gives fashion_mnist, for the copy read from Debian's IDX files.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -30,11 +36,13 @@ class DatasetError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """images: uint8 [N, H, W, C] with values in 0..max_value; labels: int32 [N]."""
+    """images: uint8 [N, H, W, C] with values in 0..max_value; labels: int32 [N];
+    class_names: one per class where the source has them (tfds, Fashion-MNIST), else ()."""
     images: np.ndarray
     labels: np.ndarray
     max_value: int
     num_classes: int
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.images.ndim != 4:
@@ -45,9 +53,18 @@ class Split:
                 self.labels.max()) < self.num_classes:
             raise DatasetError(f"labels range over {self.labels.min()}..{self.labels.max()}, "
                                f"outside the {self.num_classes} classes 0..{self.num_classes - 1}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise DatasetError(f"{len(self.class_names)} class names for {self.num_classes} "
+                               "classes")
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def class_labels(self, count: int | None = None) -> list[str]:
+        """Picture labels of classes 0..count-1 (default all): their names, else numbers."""
+        count = self.num_classes if count is None else count
+        return [self.class_names[k] if k < len(self.class_names) else str(k)
+                for k in range(count)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +95,8 @@ def load(source: str, name: str = "", data_dir: str = "",
     elif source == "digits":
         splits = load_digits()
     elif source == "idx":
-        splits = load_idx_dir(data_dir or DEBIAN_FASHION_MNIST)
+        splits = load_idx_dir(data_dir or DEBIAN_FASHION_MNIST,
+                              () if data_dir else FASHION_MNIST_CLASSES)
     elif source == "tfds":
         splits = load_tfds(name, data_dir or None)
     else:
@@ -140,8 +158,8 @@ def read_idx(path: str) -> np.ndarray:
     return body.reshape(shape)
 
 
-def load_idx_dir(directory: str) -> dict[str, Split]:
-    """A folder of the four standard (Fashion-)MNIST IDX files."""
+def load_idx_dir(directory: str, class_names: tuple[str, ...] = ()) -> dict[str, Split]:
+    """A folder of the four standard (Fashion-)MNIST IDX files (which hold no class names)."""
     splits = {}
     for split, (image_file, label_file) in IDX_FILES.items():
         image_path, label_path = (os.path.join(directory, f) for f in (image_file, label_file))
@@ -149,7 +167,8 @@ def load_idx_dir(directory: str) -> dict[str, Split]:
             raise DatasetError(f"no IDX files {image_file}, {label_file} in {directory}")
         images = read_idx(image_path)[..., None]
         labels = read_idx(label_path).astype(np.int32)
-        splits[split] = Split(images, labels, max_value=255, num_classes=10)
+        splits[split] = Split(images, labels, max_value=255, num_classes=10,
+                              class_names=class_names)
     return splits
 
 
@@ -162,14 +181,17 @@ def load_tfds(name: str, data_dir: str | None) -> dict[str, Split]:
     import tensorflow_datasets as tfds  # lazy: costs a second or more per process
 
     try:
-        return _tfds_splits(tfds, name, data_dir, download=False)
+        # A probe: an unprepared dataset is expected here, and tfds logs a warning about its
+        # missing dataset_info.json on the way to the error that sends us to the fallbacks.
+        with only_errors("absl"):
+            return _tfds_splits(tfds, name, data_dir, download=False)
     except DatasetError:
         raise
     except Exception:  # not prepared: tfds raises several kinds
         pass
     if name == "fashion_mnist" and os.path.isfile(
             os.path.join(DEBIAN_FASHION_MNIST, IDX_FILES["train"][0])):
-        return load_idx_dir(DEBIAN_FASHION_MNIST)
+        return load_idx_dir(DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES)
     try:
         return _tfds_splits(tfds, name, data_dir, download=True)
     except Exception as e:  # offline, unknown name, ...
@@ -193,6 +215,7 @@ def _tfds_splits(tfds, name: str, data_dir: str | None, download: bool) -> dict[
         if images.ndim == 3:
             images = images[..., None]
         labels = np.asarray([r["label"] for r in records], dtype=np.int32)
-        splits[split] = Split(images, labels, max_value=255,
-                              num_classes=int(features["label"].num_classes))
+        label = features["label"]
+        splits[split] = Split(images, labels, max_value=255, num_classes=int(label.num_classes),
+                              class_names=tuple(getattr(label, "names", None) or ()))
     return splits

@@ -4,8 +4,8 @@ The runner receives what it measures as a function that draws batch b of samples
 nothing of trainers or families. Samples are generated batch by batch (split over the `data`
 axis of the mesh), passed through the extractor at once and dropped: only features [N, D]
 and predicted labels [N] stay on the host, never N images. The same metrics are computed
-for real training images against the test split, the floor a model can reach at this
-sample count (optimistic with the dataset classifier, which trained on them).
+for real images as the floor a model can reach: images of one half of the test split (which
+the dataset classifier never saw) against the other half.
 """
 
 from __future__ import annotations
@@ -106,12 +106,24 @@ def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray],
     return out
 
 
+def real_column_rows(num_test: int, num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of the real images, rows of their reference), disjoint, in a test split of
+    num_test images: a fixed random half of it as the reference, up to num of the others as
+    the images. Training images would flatter the floor: the dataset classifier, whose
+    features the metrics use, trained on them (accuracy 1.0 there). The model's own reference
+    is the whole test split, so this floor is measured against half as many images."""
+    order = np.random.default_rng(seed).permutation(num_test)
+    half = num_test // 2
+    return order[half:][:num], order[:half]
+
+
 def sample_metrics(sample_batch: BatchSampler, num_classes: int,
                    extractors: dict[str, Extractor], splits: dict[str, Split],
                    eval_config: ml_collections.ConfigDict, seed: int, num_samples: int,
                    real: bool = True) -> dict:
-    """{"model": metrics of num_samples samples, "real": the same for as many real training
-    images (unless real=False), "extractor": what measured them}.
+    """{"model": metrics of num_samples samples against the test split, "real": the same for
+    up to as many held-out real images (`real_column_rows`; unless real=False), "extractor":
+    what measured them}.
 
     num_classes: classes the sampler takes labels for (0: unconditional); a conditional
     model also gets conditional accuracy."""
@@ -125,17 +137,16 @@ def sample_metrics(sample_batch: BatchSampler, num_classes: int,
                             generated["requested"] if conditional else None)}
     if not real:
         return out
-    # Real images: a fixed random subset of the training split.
-    train = splits["train"]
-    order = np.random.default_rng(seed).permutation(len(train))[:num_samples]
-    held_out = Split(train.images[order], train.labels[order], train.max_value, train.num_classes)
-    held_out_features = real_features(extractors, held_out, eval_config.batch_size)
+    real_rows, reference_rows = real_column_rows(len(reference["label"]), num_samples, seed)
+    held_out = {k: v[real_rows] for k, v in reference.items()}
     return {
         **out,
-        "real": compare(held_out_features, reference, data_classes, eval_config, seed,
-                        held_out_features["true_label"] if conditional else None),
+        "real": compare(held_out, {k: v[reference_rows] for k, v in reference.items()},
+                        data_classes, eval_config, seed,
+                        held_out["true_label"] if conditional else None),
         "num_samples": num_samples,
-        "num_real": len(held_out_features["label"]),
+        "num_real": len(real_rows),
+        "num_real_reference": len(reference_rows),
         "num_reference": len(reference["label"]),
         "extractor": {"features": extractors["features"].name,
                       "classes": extractors["classes"].name,
