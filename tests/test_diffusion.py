@@ -419,6 +419,7 @@ def test_importance_sampling_draws_by_the_second_moment_without_bias():
     assert estimate == pytest.approx(loss_at.mean(), rel=0.02)
 
 
+@pytest.mark.slow
 def test_the_vlb_objective_trains_the_mean_and_importance_sampling_fills_its_history(tmp_path):
     config, splits, family = _prepare(
         tmp_path, "--config.model.loss=vlb", "--config.model.timestep_sampling=importance",
