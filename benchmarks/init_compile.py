@@ -1,5 +1,5 @@
 """The initialisation compiled at XLA's default optimisation level and at the trainer's
-(`trainer.INIT_COMPILER_OPTIONS`): compile seconds of each and whether the weights are
+(`runtime.INIT_COMPILER_OPTIONS`): compile seconds of each and whether the weights are
 bit-identical, for every shipped experiment and the evaluation classifiers.
 
 python benchmarks/init_compile.py [--experiments vae_digits ddpm_fashion_mnist:cfg ...]
@@ -59,7 +59,7 @@ def main() -> None:
     from benchmarks.train_step import environment, write_record
     from jaxgen import contract
     from jaxgen.rng import root_key_data
-    from jaxgen.trainer import INIT_COMPILER_OPTIONS
+    from jaxgen.runtime import INIT_COMPILER_OPTIONS
     results = []
     for case in args.experiments:
         trainer = trainer_of(case)

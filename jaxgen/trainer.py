@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import config as config_lib, contract, flops, parallel, preemption, viz
+from jaxgen import config as config_lib, contract, flops, parallel, preemption, runtime, viz
 from jaxgen import workdir as workdir_lib
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.contract import Family, Sampler
@@ -52,20 +52,6 @@ class Preempted(Exception):
     """A stop signal ended training; a checkpoint of the step reached is on disk."""
 
 
-# At XLA:CPU's default optimisation level, compiling the initialisation (threefry and the
-# initialisers of every parameter) was half of a cold start: 17 s of 35 for ddpm_fashion_mnist.
-# Level 1 compiles it several times faster into bit-identical weights for every shipped
-# experiment and the evaluation classifiers (`benchmarks/init_compile.py`; level 0 is faster
-# still but contracts multiply-adds differently: 1 ulp in ~3% of the weights). It runs once;
-# the train step keeps the default level, at which it runs faster. Not applied on GPU/TPU,
-# where it has not been measured.
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
-def init_compiler_options(mesh: jax.sharding.Mesh) -> dict | None:
-    return INIT_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
-
-
 class Trainer:
     """Compiles a family's functions for a mesh and runs them.
 
@@ -90,7 +76,7 @@ class Trainer:
         data = parallel.batch_sharded(self.mesh)
         self.init_fn = jax.jit(functools.partial(contract.initial_state, family, ema=self.ema),
                                out_shardings=repl,
-                               compiler_options=init_compiler_options(self.mesh))
+                               compiler_options=runtime.init_compiler_options(self.mesh))
         self.step_fn = jax.jit(self._train_step, in_shardings=(repl, data),
                                out_shardings=(repl, repl), donate_argnums=0)
         self.eval_fn = self.compile_eval(family.eval_step)

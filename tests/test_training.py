@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgen import cli, runs, trainer
+from jaxgen import cli, runs, runtime, trainer
 from jaxgen.writers import read_metrics
 from tests.helpers import (TINY, assert_kill_and_resume_match, final_state, run_cli,
                            start_train_processes, train_tiny, tree_snapshot)
@@ -202,7 +202,7 @@ def test_the_fast_compiled_initialisation_gives_the_default_levels_weights(exper
     config, splits, family = runs.prepare(flags, [*overrides, *small])
     t = trainer.Trainer(config, family, splits)
     batch, key = t.global_batch(t.stream.batch_at(0)), root_key_data(config.seed)
-    assert trainer.init_compiler_options(t.mesh) == trainer.INIT_COMPILER_OPTIONS  # on CPU
+    assert runtime.init_compiler_options(t.mesh) == runtime.INIT_COMPILER_OPTIONS  # on CPU
     default = jax.jit(functools.partial(contract.initial_state, family, ema=t.ema))(key, batch)
     fast = t.init_fn(key, batch)
     for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
