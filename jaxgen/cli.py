@@ -26,7 +26,7 @@ from jaxgen.trainer import NonFiniteLossError, Preempted
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_PREEMPTED, EXIT_INTERRUPTED = 2, 3, 75, 130
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, workdir_required: bool = True) -> argparse.ArgumentParser:
     """The flags every entry point shares; description is its docstring's first line
     ("python -m jaxgen.train ..."), whose command names the program in --help."""
     words = description.split()
@@ -34,7 +34,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, allow_abbrev=False, prog=prog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="experiments/NAME.py[:ARG]; default: the workdir's config")
-    p.add_argument("--workdir", required=True, help="the run's directory")
+    p.add_argument("--workdir", required=workdir_required, help="the run's directory")
     p.add_argument("--allow_family", action="append", default=[], metavar="MODULE:FACTORY",
                    help="let a workdir's config (or the workdirs it names) load this family "
                         "from outside jaxgen; repeatable (also $JAXGEN_ALLOWED_FAMILIES)")
@@ -99,9 +99,11 @@ def keys_help(spec: str | None) -> str:
     return "\n".join(lines)
 
 
-def init_runtime(flags: argparse.Namespace, overrides: list[str]) -> None:
+def init_runtime(flags: argparse.Namespace, overrides: list[str],
+                 config: ml_collections.ConfigDict | None = None) -> None:
     """Logging, then what must precede JAX's backend (`runtime.configure`: determinism flags,
-    compilation cache), then multi-host initialisation."""
+    compilation cache), then multi-host initialisation. config: the run's, when it does not
+    come from --config or the workdir."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S", force=True)
     for noisy in ("orbax", "jax._src.xla_bridge"):
@@ -111,7 +113,8 @@ def init_runtime(flags: argparse.Namespace, overrides: list[str]) -> None:
     # line (or the exception's own traceback when it is not a disk condition).
     logging.getLogger("absl").setLevel(logging.CRITICAL)
     sys.unraisablehook = _without_aborted_io(sys.unraisablehook)
-    runtime.configure(resolve_config(flags, overrides).train.get("deterministic", True))
+    config = resolve_config(flags, overrides) if config is None else config
+    runtime.configure(config.train.get("deterministic", True))
 
     if flags.multihost or flags.coordinator_address:
         parallel.initialize_distributed(flags.coordinator_address, flags.num_processes,

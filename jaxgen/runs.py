@@ -9,15 +9,17 @@ function), the trainer never imports a family or the evaluator (it receives hook
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+from typing import Any
 
 import jax
 import ml_collections
 
-from jaxgen import cli, config as config_lib, parallel, trainer as trainer_lib
-from jaxgen import workdir as workdir_lib
+from jaxgen import cli, config as config_lib, contract, families, parallel, pretrained
+from jaxgen import trainer as trainer_lib, workdir as workdir_lib
 from jaxgen.contract import Sampler
 from jaxgen.data import sources
 from jaxgen.eval import extractor as extractor_lib, inception, runner
@@ -198,3 +200,59 @@ def settings_tag(saved, config) -> str:
             value = os.path.basename(os.path.normpath(value))
         parts.append(f"_{key}={value}")
     return "".join(parts)
+
+
+# Pretrained diffusers folders as jaxgen models.
+
+@dataclasses.dataclass
+class PretrainedModel:
+    """A diffusers folder as a jaxgen diffusion model: config (complete; its data that of
+    jaxgen_config.json when the folder has one, has_data), data spec, family, UNet params."""
+    config: ml_collections.ConfigDict
+    data: sources.DataSpec
+    family: Any
+    params: dict
+    has_data: bool
+
+
+def pretrained_config(path: str, overrides: list[str] = ()
+                      ) -> tuple[pretrained.Folder, ml_collections.ConfigDict]:
+    """The folder at `path` (`pretrained.read`) and its diffusion config: the run's own for a
+    jaxgen export, else the family's defaults (a class table without the null label); then
+    the folder's settings, then `overrides` ('KEY=VALUE'). Touches no device."""
+    folder = pretrained.read(path)
+    sample = dict(folder.sample)
+    model = dict(folder.model)
+    if folder.jaxgen_config is not None:
+        config = families.complete(config_lib.fill_defaults(
+            ml_collections.ConfigDict(folder.jaxgen_config)))
+        sample.pop("sampler")  # the run's own sampler settings stay
+    else:
+        config = families.family_module("diffusion").default_config()
+        model["null_label"] = False  # diffusers' class tables have no null label
+    for section, values in (("model", model), ("sample", sample)):
+        for key, value in values.items():
+            config[section][key] = value
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep:
+            raise config_lib.ConfigError(f"override --config.{override} has no '=VALUE'")
+        config_lib.set_value(config, key, text)
+    return folder, config
+
+
+def load_pretrained(folder: pretrained.Folder, config: ml_collections.ConfigDict
+                    ) -> PretrainedModel:
+    """The folder's UNet under `config` (`pretrained_config`): family and parameters."""
+    embeds = folder.num_class_embeds
+    num_classes = embeds - int(config.model.null_label) if embeds else 0
+    if embeds and num_classes < 1:
+        raise pretrained.PretrainedError(f"{folder.path}: num_class_embeds={embeds} leaves no "
+                                         f"class beside the null label")
+    data = sources.DataSpec(folder.image_shape, num_classes, 255)
+    family = build(config, data)
+    shapes = jax.eval_shape(family.init, jax.random.key(0),
+                            contract.example_batch(data.image_shape)).params
+    params = pretrained.to_flax(folder.tensors, config.model, data.image_shape[0], shapes,
+                                folder.weights)
+    return PretrainedModel(config, data, family, params, folder.jaxgen_config is not None)

@@ -1,4 +1,4 @@
-"""python -m jaxgen.sample --workdir=DIR [--num=64] [--config.KEY=VALUE]
+"""python -m jaxgen.sample --workdir=DIR | --pretrained=PATH --out=DIR [--config.KEY=VALUE]
 
 Pictures from the newest checkpoint, written to DIR/samples/: a grid of samples and,
 for families with a latent space (encode/decode), linear and spherical interpolations
@@ -9,7 +9,11 @@ generator: one z per row rendered in every class); for
 families with a noising process (diffusion), a forward-process strip (test images at
 increasing t) and a reverse-process strip (x_t along sampling trajectories).
 Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .eta,
-.guidance_scale.
+.guidance_scale; --sampler and --steps are short for the first two.
+
+--pretrained=PATH samples a diffusers UNet2DModel folder (`jaxgen.pretrained`) with jaxgen's
+samplers, without a workdir: DIR/samples.png (the grid) and DIR/samples.npz (uint8
+[num, H, W, C], key "images").
 """
 
 from __future__ import annotations
@@ -20,24 +24,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import os
+
 from jaxgen import cli, latent, parallel, runs, viz, workdir as workdir_lib
 from jaxgen.config import ConfigError
 from jaxgen.contract import LatentGenerator, LatentModel, NoisingProcess
 from jaxgen.data.ranges import to_model_range, to_unit_range
+from jaxgen.state import TrainState
 
 
 def main(argv: list[str]) -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = cli.parser(__doc__.splitlines()[0], workdir_required=False)
     p.add_argument("--num", type=int, default=64, help="images in the sample grid")
-    p.add_argument("--steps", type=int, default=10, help="images along an interpolation")
+    p.add_argument("--sampler", help="short for --config.sample.sampler")
+    p.add_argument("--steps", type=int, help="short for --config.sample.steps")
+    p.add_argument("--interpolation_steps", type=int, default=10,
+                   help="images along an interpolation")
     p.add_argument("--attribute", default="0,1",
                    help="FROM,TO classes: adds alpha * (mean z of TO - mean z of FROM)")
+    p.add_argument("--pretrained", help="a diffusers UNet2DModel folder to sample instead of a "
+                                        "workdir")
+    p.add_argument("--out", help="where --pretrained writes its samples")
+    p.add_argument("--seed", type=int, default=0, help="which draw of --pretrained samples")
     flags, overrides = cli.parse(p, argv)
     if flags.num < 1:
         raise ConfigError(f"--num must be >= 1, got {flags.num}")
-    if flags.steps < 2:
-        raise ConfigError(f"--steps (images along an interpolation) must be >= 2, got "
-                          f"{flags.steps}")
+    overrides += [f"sample.{key}={getattr(flags, key)}" for key in ("sampler", "steps")
+                  if getattr(flags, key) is not None]
+    if flags.pretrained or flags.out:
+        if flags.workdir or not (flags.pretrained and flags.out):
+            raise ConfigError("--pretrained=PATH needs --out=DIR and no --workdir")
+        return sample_pretrained(flags, overrides)
+    if not flags.workdir:
+        raise ConfigError("give --workdir=DIR (a run) or --pretrained=PATH --out=DIR")
+    if flags.interpolation_steps < 2:
+        raise ConfigError(f"--interpolation_steps must be >= 2, got "
+                          f"{flags.interpolation_steps}")
     text = flags.attribute
     try:
         flags.attribute = tuple(int(c) for c in text.split(","))
@@ -76,6 +98,37 @@ def main(argv: list[str]) -> None:
         written += process_pictures(family, state, splits, picture)
     for path in written:
         print(path)
+
+
+def sample_pretrained(flags, overrides: list[str], batch_size: int = 64) -> None:
+    """--pretrained: flags.num samples of the folder's model, in batches, to flags.out."""
+    folder, config = runs.pretrained_config(flags.pretrained, overrides)
+    cli.init_runtime(flags, overrides, config)
+    model = runs.load_pretrained(folder, config)
+    family = model.family
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=model.params, opt_state=(),
+                       rng=jnp.zeros((2,), jnp.uint32))
+    sample = jax.jit(family.sample, static_argnames="num")
+    classes = family.sampling_classes
+    root = jax.random.key(flags.seed)
+    batches = []
+    for first in range(0, flags.num, batch_size):
+        num = min(batch_size, flags.num - first)
+        labels = jnp.arange(first, first + num) % classes if classes else None
+        batches.append(np.asarray(sample(state, jax.random.fold_in(root, first), num, labels)))
+    images = viz.to_uint8(np.concatenate(batches), family.value_range)
+    os.makedirs(flags.out, exist_ok=True)
+    grid_path = os.path.join(flags.out, "samples.png")
+    s = model.config.sample
+    steps = model.config.model.num_timesteps if s.sampler == "ddpm" else s.steps
+    viz.save_png(grid_path, viz.sample_grid(images, classes),
+                 title=f"{os.path.basename(os.path.normpath(flags.pretrained))}: {s.sampler}, "
+                       f"{steps} steps",
+                 column_labels=[f"class {k}" for k in range(classes)])
+    array_path = os.path.join(flags.out, "samples.npz")
+    np.savez_compressed(array_path, images=images)
+    print(grid_path)
+    print(array_path)
 
 
 def grid_title(config, step: int) -> str:
@@ -134,7 +187,8 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
     names = test.class_labels()
     rows = []
     for spherical in (False, True):
-        rows.append(latent.interpolate(family, params, x[0], x[other], flags.steps, spherical,
+        rows.append(latent.interpolate(family, params, x[0], x[other], flags.interpolation_steps,
+                                       spherical,
                                        *((int(y[0]), int(y[other])) if conditional else ())))
     paths = [picture("interpolation")]
     strip = viz.to_uint8(np.concatenate(rows), family.value_range)
@@ -145,7 +199,7 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
         source, target = flags.attribute
         means = latent.class_means(family, params, x, jnp.asarray(y), test.num_classes)
         direction = means[target] - means[source]
-        alphas = jnp.linspace(0.0, 1.5, flags.steps)
+        alphas = jnp.linspace(0.0, 1.5, flags.interpolation_steps)
         starts = np.flatnonzero(y == source)[:4]
         strips = [latent.attribute_strip(family, params, x[i], direction, alphas) for i in starts]
         paths.append(picture(f"attribute_{source}_to_{target}"))
@@ -164,12 +218,13 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
                        step: int) -> list[str]:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 20_000)
     z = family.latents(rng, 2000)
-    t = jnp.linspace(0.0, 1.0, flags.steps)
+    t = jnp.linspace(0.0, 1.0, flags.interpolation_steps)
     num_classes = family.num_classes
     rows = []
     for pair in range(4):  # for each pair of draws: the line, then the great circle
         for path in (latent.lerp, latent.slerp):
-            labels = jnp.full((flags.steps,), pair % num_classes) if num_classes else None
+            labels = jnp.full((flags.interpolation_steps,), pair % num_classes) \
+                if num_classes else None
             rows.append(family.from_latents(state, path(z[2 * pair], z[2 * pair + 1], t),
                                             labels))
     paths = [picture("interpolation")]
@@ -199,7 +254,7 @@ def generator_pictures(family, state, splits, config, flags, picture: Callable[[
         print(f"no attribute vector: the generator's 2000 draws contain no class {source} "
               f"or no class {target} (by the classifier)")
         return paths
-    alphas = jnp.linspace(0.0, 1.5, flags.steps)
+    alphas = jnp.linspace(0.0, 1.5, flags.interpolation_steps)
     strips = [family.from_latents(state, z[i] + alphas[:, None] * (means[target] - means[source]))
               for i in starts]
     paths.append(picture(f"attribute_{source}_to_{target}"))

@@ -16,7 +16,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxgen"
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 CLI = {"jaxgen.cli", "jaxgen.runs", "jaxgen.train", "jaxgen.sample", "jaxgen.evaluate",
-       "jaxgen.sweep", "jaxgen.report", "jaxgen.keys", "jaxgen.__main__", "jaxgen.api"}
+       "jaxgen.sweep", "jaxgen.report", "jaxgen.keys", "jaxgen.__main__", "jaxgen.api",
+       "jaxgen.import_pretrained", "jaxgen.export"}
 TRAINER = {"jaxgen.trainer", "jaxgen.periodic"}
 
 

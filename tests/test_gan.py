@@ -188,7 +188,8 @@ def test_sample_draws_interpolations_and_a_class_grid_for_a_conditional_gan(tmp_
     result = run_cli("train", [*TINY_GAN, f"--workdir={workdir}", "--config.train.num_steps=10",
                                "--config.model.conditional=True"])
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_cli("sample", [f"--workdir={workdir}", "--num=16", "--steps=5"])
+    result = run_cli("sample", [f"--workdir={workdir}", "--num=16",
+                                "--interpolation_steps=5"])
     assert result.returncode == 0, result.stderr[-3000:]
     written = sorted(os.listdir(tmp_path / "samples"))
     assert written == ["class_grid_step_0000010.png", "interpolation_step_0000010.png",
@@ -203,7 +204,8 @@ def test_an_unconditional_gan_samples_attribute_vectors_on_three_devices(tmp_pat
     result = run_cli("train", [*TINY_GAN, f"--workdir={workdir}", "--config.train.num_steps=10",
                                "--config.train.batch_size=30"], num_devices=3)
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_cli("sample", [f"--workdir={workdir}", "--num=16", "--steps=5"], num_devices=3)
+    result = run_cli("sample", [f"--workdir={workdir}", "--num=16", "--interpolation_steps=5"],
+                     num_devices=3)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "samples" / "interpolation_step_0000010.png").is_file()
 

@@ -420,7 +420,7 @@ def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with)
 @pytest.mark.parametrize("module, argv, expected", [
     ("sample", ["--num=0"], "--num must be >= 1, got 0"),
     ("sample", ["--num=-4"], "--num must be >= 1, got -4"),
-    ("sample", ["--steps=0"], "--steps (images along an interpolation) must be >= 2"),
+    ("sample", ["--interpolation_steps=0"], "--interpolation_steps must be >= 2"),
     ("sample", ["--attribute=a,b"], "--attribute must be two classes FROM,TO"),
     ("sample", ["--attribute=0,99"], "--attribute=0,99 names a class outside 0..9"),
     ("evaluate", ["--num_samples=-1"], "eval.num_samples must be >= 0"),

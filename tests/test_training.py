@@ -137,7 +137,7 @@ def test_a_workdir_refuses_a_config_that_changes_the_model(tmp_path):
 @pytest.mark.slow
 def test_sample_and_evaluate_write_their_outputs(tmp_path):
     train_tiny(str(tmp_path), 20)
-    sampled = run_cli("sample", [f"--workdir={tmp_path}", "--num=9", "--steps=5"])
+    sampled = run_cli("sample", [f"--workdir={tmp_path}", "--num=9", "--interpolation_steps=5"])
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     for name in ("sample_grid", "interpolation", "attribute_0_to_1"):
         assert (tmp_path / "samples" / f"{name}_step_0000020.png").is_file()

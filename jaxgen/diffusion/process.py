@@ -36,10 +36,17 @@ class GaussianProcess:
     """schedule: the noise schedule; prediction: what the denoiser outputs (eps | x0 | v);
     learn_variance: the denoiser outputs twice the channels, the second half v in [-1, 1]
     interpolating the reverse variance between beta~_t and beta_t in the log domain
-    (Nichol & Dhariwal 2021, eq. 15); else p's variance is beta~_t ("fixed small")."""
+    (Nichol & Dhariwal 2021, eq. 15); else p's variance is fixed_variance: beta~_t ("small")
+    or beta_t ("large"; Ho et al. 2020 sec. 3.2 find both work, and use it on CIFAR-10)."""
     schedule: Schedule
     prediction: str = "eps"
     learn_variance: bool = False
+    fixed_variance: str = "small"
+
+    @property
+    def explicit_variance(self) -> bool:
+        """Whether samplers need `model_log_variance`: not when it is beta~_t, their default."""
+        return self.learn_variance or self.fixed_variance == "large"
 
     @property
     def num_timesteps(self) -> int:
@@ -92,11 +99,14 @@ class GaussianProcess:
 
     def model_log_variance(self, index, output=None):
         """log of p's variance at index [B], [B, 1, 1, 1] or, learned, the shape of x:
-        beta~_t ("fixed small"; at t = 1 that of t = 2, as beta~_1 = 0), or from the
-        network's output exp(f log beta_t + (1 - f) log beta~_t), f = (v + 1) / 2."""
+        beta~_t ("fixed small"; at t = 1 that of t = 2, as beta~_1 = 0), beta_t ("fixed
+        large"; at t = 1 beta~_2, as improved-diffusion), or from the network's output
+        exp(f log beta_t + (1 - f) log beta~_t), f = (v + 1) / 2."""
         low = gather(self.schedule.posterior_log_variance_clipped, index)
         v = None if output is None else self.split(output)[1]
         if v is None:
+            if self.fixed_variance == "large":
+                return gather(self.schedule.large_log_variance, index)
             return low
         high = gather(self.schedule.log_betas, index)
         fraction = (v + 1.0) / 2.0

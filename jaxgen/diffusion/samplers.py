@@ -31,41 +31,56 @@ StepFn = Callable[..., jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Sampler:
-    timesteps: Callable[[int, int], np.ndarray]  # (T, steps) -> indices from T-1 down to 0
+    # (T, steps, spacing) -> indices, decreasing
+    timesteps: Callable[[int, int, str], np.ndarray]
     step: StepFn
 
 
 SAMPLERS: dict[str, Sampler] = {}
 
 
-def register(name: str, timesteps: Callable[[int, int], np.ndarray]):
+def register(name: str, timesteps: Callable[[int, int, str], np.ndarray]):
     def decorate(step: StepFn) -> StepFn:
         SAMPLERS[name] = Sampler(timesteps, step)
         return step
     return decorate
 
 
-def all_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
-    del steps
+SPACINGS = ("linspace", "leading", "trailing")
+
+
+def all_timesteps(num_timesteps: int, steps: int, spacing: str = "linspace") -> np.ndarray:
+    del steps, spacing
     return np.arange(num_timesteps)[::-1]
 
 
-def even_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
-    """An evenly spaced subsequence (Song et al. 2021, "linear" tau), always ending at 0."""
-    return np.unique(np.round(np.linspace(0, num_timesteps - 1, steps))
-                     .astype(np.int32))[::-1]
+def spaced_timesteps(num_timesteps: int, steps: int, spacing: str = "linspace") -> np.ndarray:
+    """A subsequence of `steps` timesteps, by the spacings diffusers names (Lin et al. 2024,
+    table 2): "linspace", round(linspace(0, T-1, steps)) (Song et al. 2021's "linear" tau:
+    from T-1 to 0); "leading", 0, T/steps, 2T/steps, ... (never T-1; diffusers' default);
+    "trailing", T-1, T-1-T/steps, ... (never 0)."""
+    if spacing == "leading":
+        indices = np.arange(steps) * (num_timesteps // steps)
+    elif spacing == "trailing":
+        indices = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)) - 1
+    else:
+        indices = np.round(np.linspace(0, num_timesteps - 1, steps))
+    return np.unique(indices.astype(np.int32))[::-1]
 
 
-def timestep_pairs(sampler: str, num_timesteps: int, steps: int) -> np.ndarray:
-    """[(i, i_prev)] from i = T-1 down; i_prev = -1 at the end (abar = 1): int32 [S, 2]."""
-    indices = SAMPLERS[sampler].timesteps(num_timesteps, steps)
+def timestep_pairs(sampler: str, num_timesteps: int, steps: int,
+                   spacing: str = "linspace") -> np.ndarray:
+    """[(i, i_prev)] from the largest i down; i_prev = -1 at the end (abar = 1): int32 [S, 2].
+    With "leading" or "trailing" spacing and steps dividing T, i_prev = i - T/steps as in
+    diffusers' DDIMScheduler."""
+    indices = SAMPLERS[sampler].timesteps(num_timesteps, steps, spacing)
     return np.stack([indices, np.append(indices[1:], -1)], axis=1).astype(np.int32)
 
 
 @register("ddpm", timesteps=all_timesteps)
 def ddpm_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta, log_variance=None):
-    """Ancestral step (Ho et al. 2020, Algorithm 2) with variance beta~_t, or the learned
-    one (Nichol & Dhariwal 2021)."""
+    """Ancestral step (Ho et al. 2020, Algorithm 2) with variance beta~_t, or the given one:
+    learned (Nichol & Dhariwal 2021) or beta_t ("fixed large")."""
     del eps, eta
     index = jnp.full((x_t.shape[0],), pair[0])
     mean = process.posterior_mean(x0, x_t, index)
@@ -74,7 +89,7 @@ def ddpm_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta, log_vari
     return mean + jnp.exp(0.5 * log_variance) * noise
 
 
-@register("ddim", timesteps=even_timesteps)
+@register("ddim", timesteps=spaced_timesteps)
 def ddim_step(process: GaussianProcess, x_t, eps, x0, pair, noise, eta, log_variance=None):
     """DDIM (Song et al. 2021, eq. 12):
     x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z,
@@ -97,7 +112,8 @@ def unguided(process: GaussianProcess, model: Callable[[jax.Array, jax.Array], j
     def eps_x0(x_t, index):
         output = model(x_t, index)
         return (*process.to_eps_x0(output, x_t, index),
-                process.model_log_variance(index, output) if process.learn_variance else None)
+                process.model_log_variance(index, output) if process.explicit_variance
+                else None)
     return eps_x0
 
 
@@ -113,7 +129,7 @@ def classifier_free(process: GaussianProcess, model: Callable, labels: jax.Array
         eps_cond, eps_null = jnp.split(process.to_eps_x0(both, both_x, both_index)[0], 2)
         eps = (1.0 + scale) * eps_cond - scale * eps_null
         log_variance = None
-        if process.learn_variance:
+        if process.explicit_variance:
             log_variance = process.model_log_variance(index, jnp.split(both, 2)[0])
         return eps, process.x0_from_eps(x_t, eps, index), log_variance
     return eps_x0
@@ -147,13 +163,14 @@ def _report_progress(k, total: int) -> None:
 
 
 def run(process: GaussianProcess, eps_x0: EpsX0, sampler: str, steps: int, eta: float,
-        x_T: jax.Array, rng: jax.Array, keep: int = 0, clip_x0: bool = True
-        ) -> tuple[jax.Array, jax.Array | None]:
+        x_T: jax.Array, rng: jax.Array, keep: int = 0, clip_x0: bool = True,
+        spacing: str = "linspace") -> tuple[jax.Array, jax.Array | None]:
     """The reverse process from x_T in one lax.scan: (x_0, `keep` snapshots [keep, ...] along
     the way, x_T first). The last step adds no noise. clip_x0: predicted x0 clipped to [-1, 1]
-    (pixels), with eps made consistent with it so that clipping never adds energy."""
+    (pixels), with eps made consistent with it so that clipping never adds energy (diffusers'
+    use_clipped_model_output=True). spacing: which timesteps a subsequence visits."""
     step_fn = SAMPLERS[sampler].step
-    pairs = jnp.asarray(timestep_pairs(sampler, process.num_timesteps, steps))
+    pairs = jnp.asarray(timestep_pairs(sampler, process.num_timesteps, steps, spacing))
     total = pairs.shape[0]
     snapshot_at = set(np.linspace(0, total - 1, keep).round().astype(int).tolist()) if keep \
         else set()

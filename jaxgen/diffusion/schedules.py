@@ -59,19 +59,23 @@ class Schedule:
     # log beta~_t, with beta~_1 = 0 replaced by beta~_2 ("clipped", as improved-diffusion).
     posterior_log_variance_clipped: jnp.ndarray
     log_betas: jnp.ndarray
+    # log beta_t with beta_1 replaced by beta~_2: the "fixed large" variance (improved-diffusion)
+    large_log_variance: jnp.ndarray
 
     @property
     def num_steps(self) -> int:
         return int(self.betas.shape[0])
 
 
-def make_schedule(name: str, num_steps: int) -> Schedule:
+def make_schedule(name: str, num_steps: int, beta_start: float = 1e-4,
+                  beta_end: float = 0.02) -> Schedule:
+    """beta_start, beta_end: those of the linear schedule at T = 1000."""
     if num_steps < 2:
         raise ConfigError(f"diffusion needs at least 2 timesteps, got {num_steps}")
     if name == "cosine":
         betas = cosine_betas(num_steps)
     elif name == "linear":
-        betas = linear_betas(num_steps)
+        betas = linear_betas(num_steps, beta_start, beta_end)
     else:
         raise ConfigError(f"model.schedule must be cosine or linear, got '{name}'")
     return schedule_from_betas(betas)
@@ -94,4 +98,5 @@ def schedule_from_betas(betas: np.ndarray) -> Schedule:
         posterior_mean_xt=as32((1.0 - alpha_bar_prev) * np.sqrt(alphas) / (1.0 - alpha_bar)),
         posterior_log_variance_clipped=as32(np.log(np.concatenate(
             [posterior_variance[1:2], posterior_variance[1:]]))),
-        log_betas=as32(np.log(betas)))
+        log_betas=as32(np.log(betas)),
+        large_log_variance=as32(np.log(np.concatenate([posterior_variance[1:2], betas[1:]]))))

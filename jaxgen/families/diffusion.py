@@ -42,7 +42,25 @@ KEYS = {
     "model.attention_resolutions": Key((16,), "side lengths with self-attention"),
     "model.dropout": Key(0.1, "dropout in the residual blocks", check=FRACTION),
     "model.num_groups": Key(32, "GroupNorm groups (divides model.channels)", check=POSITIVE),
+    "model.norm_eps": Key(1e-6, "epsilon of every GroupNorm", check=POSITIVE),
+    "model.attention_head_dim": Key(0, "width of each attention head (0: one head)",
+                                    check=NON_NEGATIVE),
+    "model.mid_attention": Key(True, "self-attention between the two middle blocks"),
+    "model.downsample_padding": Key("same", "padding of the stride-2 convolutions: 'same' "
+                                            "(0 before, 1 after on even sides) or 'symmetric'",
+                                    choices=("same", "symmetric")),
+    "model.flip_sin_to_cos": Key(False, "timestep sinusoids with the cosines first"),
+    "model.freq_shift": Key(1.0, "timestep frequencies 10000^(-k / (channels/2 - shift))"),
+    "model.null_label": Key(True, "a conditional model's label table has the null label of "
+                                  "classifier-free guidance (num_classes + 1 rows)"),
     "model.schedule": Key("cosine", "noise schedule", choices=schedules.SCHEDULES),
+    "model.beta_start": Key(1e-4, "beta_1 of the linear schedule at T = 1000 (scaled by "
+                                  "1000/T)", check=POSITIVE),
+    "model.beta_end": Key(0.02, "beta_T of the linear schedule at T = 1000 (scaled by 1000/T)",
+                          check=POSITIVE),
+    "model.fixed_variance": Key("small", "reverse variance without model.learn_variance: "
+                                         "beta~_t ('small') or beta_t ('large')",
+                                choices=("small", "large")),
     "model.num_timesteps": Key(1000, "T, the number of diffusion steps", check=POSITIVE),
     "model.prediction": Key("eps", "what the network predicts", choices=PREDICTIONS),
     "model.learn_variance": Key(False, "learn the reverse variances with the hybrid loss "
@@ -62,6 +80,9 @@ KEYS = {
     "sample.sampler": Key("ddim", "reverse process", choices=tuple(samplers.SAMPLERS)),
     "sample.steps": Key(50, "DDIM steps (DDPM takes all T)", check=POSITIVE),
     "sample.eta": Key(0.0, "DDIM noise: 0 deterministic, 1 DDPM's variance", check=NON_NEGATIVE),
+    "sample.timestep_spacing": Key("linspace", "the timesteps DDIM visits (diffusers' names)",
+                                   choices=samplers.SPACINGS),
+    "sample.clip_x0": Key(True, "clip the predicted x0 to [-1, 1] when sampling pixels"),
     "sample.guidance_scale": Key(0.0, "classifier-free guidance w", check=NON_NEGATIVE),
     "sample.classifier_workdir": Key("", "a trained noisy_classifier run: classifier guidance"),
     "sample.classifier_scale": Key(0.0, "classifier guidance scale s", check=NON_NEGATIVE),
@@ -89,6 +110,13 @@ class DiffusionFamily(FamilyBase):
         if s.guidance_scale and not (m.conditional and m.label_dropout > 0):
             raise ConfigError("sample.guidance_scale needs a model trained with "
                               "model.conditional=True and model.label_dropout > 0")
+        if m.label_dropout > 0 and not m.null_label:
+            raise ConfigError("model.label_dropout > 0 needs model.null_label=True (a row for "
+                              "the null label)")
+        head_dim = m.attention_head_dim
+        if head_dim and any(m.channels * k % head_dim for k in m.channel_mults):
+            raise ConfigError(f"model.attention_head_dim={head_dim} does not divide every "
+                              f"level's width (model.channels x model.channel_mults)")
         vlb = config.eval.vlb_timesteps
         if vlb and m.num_timesteps % vlb:
             raise ConfigError(f"eval.vlb_timesteps={vlb} must be 0 or divide "
@@ -98,8 +126,9 @@ class DiffusionFamily(FamilyBase):
                               f"model.num_groups={m.num_groups}")
         self.config = config
         self.data = data
-        self.process = GaussianProcess(schedules.make_schedule(m.schedule, m.num_timesteps),
-                                       m.prediction, m.learn_variance)
+        self.process = GaussianProcess(
+            schedules.make_schedule(m.schedule, m.num_timesteps, m.beta_start, m.beta_end),
+            m.prediction, m.learn_variance, m.fixed_variance)
         self.vlb_weight = m.vlb_weight
         self.loss = m.loss
         self.importance_sampling = m.timestep_sampling == "importance"
@@ -112,7 +141,11 @@ class DiffusionFamily(FamilyBase):
                           channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
                           attention_resolutions=tuple(m.attention_resolutions),
                           dropout=m.dropout, num_classes=self.num_classes,
-                          num_groups=m.num_groups)
+                          num_groups=m.num_groups, norm_eps=m.norm_eps,
+                          downsample_padding=m.downsample_padding,
+                          flip_sin_to_cos=m.flip_sin_to_cos, freq_shift=m.freq_shift,
+                          head_dim=m.attention_head_dim, mid_attention=m.mid_attention,
+                          null_label=m.null_label)
         self.optimizer = make_optimizer(config.train)
         self.num_dims = math.prod(data.image_shape)
         self.num_levels = data.max_value + 1
@@ -279,7 +312,7 @@ class DiffusionFamily(FamilyBase):
                                 s.guidance_scale if guidance_scale is None else guidance_scale)
         return samplers.run(self.process, eps_x0, sampler or s.sampler,
                             s.steps if steps is None else steps, s.eta if eta is None else eta,
-                            x, loop_rng, keep, self.clip_x0)
+                            x, loop_rng, keep, self.clip_x0 and s.clip_x0, s.timestep_spacing)
 
     def sample(self, state: TrainState, rng, num: int, labels=None):
         """num images [num, H, W, C] in value_range by the configured sampler (EMA params)."""

@@ -24,13 +24,14 @@ class ResBlock(nn.Module):
     features: int
     dropout: float
     num_groups: int
+    norm_eps: float = 1e-6
 
     @nn.compact
     def __call__(self, x, emb, train: bool):
-        h = nn.silu(nn.GroupNorm(self.num_groups)(x))
+        h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=self.norm_eps)(x))
         h = nn.Conv(self.features, (3, 3))(h)
         h = h + nn.Dense(self.features)(nn.silu(emb))[:, None, None, :]
-        h = nn.silu(nn.GroupNorm(self.num_groups)(h))
+        h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=self.norm_eps)(h))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
         h = nn.Conv(self.features, (3, 3))(h)
         if x.shape[-1] != self.features:
@@ -39,18 +40,29 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Single-head self-attention over the H*W positions, residual: [B, H, W, C] -> same."""
+    """Self-attention over the H*W positions, residual: [B, H, W, C] -> same. head_dim: the
+    width of each head (0: one head of all C channels, as DDPM)."""
     num_groups: int
+    norm_eps: float = 1e-6
+    head_dim: int = 0
 
     @nn.compact
     def __call__(self, x):
         b, h, w, c = x.shape
-        y = nn.GroupNorm(self.num_groups)(x).reshape(b, h * w, c)
+        d = self.head_dim or c
+        y = nn.GroupNorm(self.num_groups, epsilon=self.norm_eps)(x).reshape(b, h * w, c)
         q, k, v = (nn.Dense(c, name=name)(y) for name in ("query", "key", "value"))
-        # The softmax in float32 whatever the compute dtype (mixed precision).
-        logits = jnp.einsum("bqc,bkc->bqk", q, k).astype(jnp.float32) / math.sqrt(c)
-        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = nn.Dense(c, name="out")(jnp.einsum("bqk,bkc->bqc", weights, v))
+        if d == c:
+            # The softmax in float32 whatever the compute dtype (mixed precision).
+            logits = jnp.einsum("bqc,bkc->bqk", q, k).astype(jnp.float32) / math.sqrt(c)
+            weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+            mixed = jnp.einsum("bqk,bkc->bqc", weights, v)
+        else:  # [B, HW, C] -> [B, HW, heads, d]
+            q, k, v = (a.reshape(b, h * w, c // d, d) for a in (q, k, v))
+            logits = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32) / math.sqrt(d)
+            weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+            mixed = jnp.einsum("bnqk,bknd->bqnd", weights, v).reshape(b, h * w, c)
+        out = nn.Dense(c, name="out")(mixed)
         return x + out.reshape(b, h, w, c)
 
 
@@ -60,6 +72,13 @@ class UNet(nn.Module):
 
     channels: width of the first stage; channel_mults: one multiplier per resolution;
     attention_resolutions: side lengths (in pixels) that get self-attention.
+    The remaining fields are the variants of diffusers' UNet2DModel (`jaxgen.pretrained`):
+    norm_eps of every GroupNorm; downsample_padding "same" (XLA's: (0, 1) on even sides,
+    diffusers' downsample_padding=0) or "symmetric" (1 on each side, diffusers' default);
+    the timestep sinusoids' order and frequency shift (`timestep_embedding`); head_dim of the
+    attention heads (0: one head); mid_attention: self-attention between the two middle
+    blocks; null_label: the label table has a row num_classes for the null label of
+    classifier-free guidance.
     """
     out_channels: int
     channels: int = 128
@@ -69,22 +88,39 @@ class UNet(nn.Module):
     dropout: float = 0.1
     num_classes: int = 0
     num_groups: int = 32
+    norm_eps: float = 1e-6
+    downsample_padding: str = "same"
+    flip_sin_to_cos: bool = False
+    freq_shift: float = 1.0
+    head_dim: int = 0
+    mid_attention: bool = True
+    null_label: bool = True
 
     @nn.compact
     def __call__(self, x, t, labels=None, train: bool = False):
         chex.assert_rank(x, 4)
         chex.assert_shape(t, (x.shape[0],))
         emb_dim = 4 * self.channels
-        emb = timestep_embedding(t, self.channels).astype(x.dtype)
+        emb = timestep_embedding(t, self.channels, flip_sin_to_cos=self.flip_sin_to_cos,
+                                 freq_shift=self.freq_shift).astype(x.dtype)
         emb = nn.Dense(emb_dim)(nn.silu(nn.Dense(emb_dim)(emb)))
         if self.num_classes:
             chex.assert_shape(labels, (x.shape[0],))
-            emb = emb + nn.Embed(self.num_classes + 1, emb_dim, name="label_embedding")(labels)
+            emb = emb + nn.Embed(self.num_classes + int(self.null_label), emb_dim,
+                                 name="label_embedding")(labels)
+        norm = dict(num_groups=self.num_groups, norm_eps=self.norm_eps)
+        down_padding = "SAME" if self.downsample_padding == "same" else ((1, 1), (1, 1))
+
+        def res_block(h, features):
+            return ResBlock(features, self.dropout, **norm)(h, emb, train)
+
+        def attention(h):
+            return AttentionBlock(**norm, head_dim=self.head_dim)(h)
 
         def block(h, features):
-            h = ResBlock(features, self.dropout, self.num_groups)(h, emb, train)
+            h = res_block(h, features)
             if h.shape[1] in self.attention_resolutions:
-                h = AttentionBlock(self.num_groups)(h)
+                h = attention(h)
             return h
 
         h = nn.Conv(self.channels, (3, 3))(x)
@@ -94,12 +130,13 @@ class UNet(nn.Module):
                 h = block(h, self.channels * mult)
                 skips.append(h)
             if level != len(self.channel_mults) - 1:
-                h = nn.Conv(h.shape[-1], (3, 3), strides=2)(h)
+                h = nn.Conv(h.shape[-1], (3, 3), strides=2, padding=down_padding)(h)
                 skips.append(h)
 
-        h = ResBlock(h.shape[-1], self.dropout, self.num_groups)(h, emb, train)
-        h = AttentionBlock(self.num_groups)(h)
-        h = ResBlock(h.shape[-1], self.dropout, self.num_groups)(h, emb, train)
+        h = res_block(h, h.shape[-1])
+        if self.mid_attention:
+            h = attention(h)
+        h = res_block(h, h.shape[-1])
 
         for level, mult in reversed(list(enumerate(self.channel_mults))):
             for _ in range(self.num_res_blocks + 1):
@@ -109,6 +146,6 @@ class UNet(nn.Module):
                 h = upsample_nearest(h)[:, :skip_shape[1], :skip_shape[2]]
                 h = nn.Conv(h.shape[-1], (3, 3))(h)
         assert not skips
-        h = nn.silu(nn.GroupNorm(self.num_groups)(h))
+        h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=self.norm_eps)(h))
         # Zero-initialised output layer: the untrained network predicts 0 (Ho et al. 2020).
         return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
