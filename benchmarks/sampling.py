@@ -1,7 +1,8 @@
-"""Diffusion sampling time: N images with DDPM (all T steps) and DDIM (50 steps).
+"""Sampling time: N images with DDPM (all T steps) and DDIM (50 steps) for diffusion
+experiments, with the family's own sampler for the others (PixelCNN++: H x W network passes).
 
-python benchmarks/sampling.py [--experiments ddpm_digits ddpm_fashion_mnist] [--num 1000]
-    [--batch 500] [--override KEY=VALUE ...]
+python benchmarks/sampling.py [--experiments ddpm_digits ddpm_fashion_mnist pixelcnn_digits]
+    [--num 1000] [--batch 500] [--override KEY=VALUE ...]
 Untrained (initialised) parameters: the cost of a sampler does not depend on the weights.
 Compile time is measured separately from the timed runs. Writes
 benchmarks/results/sampling_<platform>.json.
@@ -17,13 +18,14 @@ import time
 
 import jax
 
-from jaxgen import cli, runs
+from jaxgen import cli, config as config_lib, runs
 from jaxgen.diffusion import samplers
 from jaxgen.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SAMPLERS = {"ddpm": ["sample.sampler=ddpm"], "ddim50": ["sample.sampler=ddim", "sample.steps=50"]}
+SAMPLERS = {"ddpm": ["sample.sampler=ddpm"], "ddim50": ["sample.sampler=ddim", "sample.steps=50"],
+            "native": []}
 
 
 def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: list[str]):
@@ -42,9 +44,15 @@ def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: li
         out = compiled(state, jax.random.key_data(jax.random.fold_in(jax.random.key(0), b)))
     jax.block_until_ready(out)
     seconds = time.perf_counter() - start
+    if config.family in ("diffusion", "latent_diffusion"):
+        passes = len(samplers.timestep_pairs(config.sample.sampler, config.model.num_timesteps,
+                                             config.sample.steps))
+    elif config.family == "pixelcnn":
+        passes = family.data.image_shape[0] * family.data.image_shape[1]
+    else:
+        passes = 1
     return {"experiment": experiment, "sampler": sampler, "overrides": overrides,
-            "network_passes_per_image": len(samplers.timestep_pairs(
-                config.sample.sampler, config.model.num_timesteps, config.sample.steps)),
+            "network_passes_per_image": passes,
             "num_images": batches * batch, "batch": batch, "compile_seconds": compile_seconds,
             "seconds": seconds, "images_per_second": batches * batch / seconds}
 
@@ -52,7 +60,8 @@ def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: li
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiments", nargs="+", default=["ddpm_digits"])
-    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim50"],
+                   help="for diffusion experiments; the others use their own ('native')")
     p.add_argument("--num", type=int, default=1000)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--override", action="append", default=[])
@@ -61,7 +70,9 @@ def main() -> None:
     os.chdir(ROOT)
     results = []
     for experiment in args.experiments:
-        for sampler in args.samplers:
+        family = config_lib.load(f"experiments/{experiment}.py").family
+        diffusion = family in ("diffusion", "latent_diffusion")
+        for sampler in args.samplers if diffusion else ["native"]:
             row = benchmark(experiment, sampler, args.num, args.batch, args.override)
             results.append(row)
             print(json.dumps(row))

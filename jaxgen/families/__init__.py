@@ -27,6 +27,7 @@ FAMILIES = {
     "diffusion": "jaxgen.families.diffusion:DiffusionFamily",
     "latent_diffusion": "jaxgen.families.latent_diffusion:LatentDiffusionFamily",
     "gan": "jaxgen.families.gan:GANFamily",
+    "pixelcnn": "jaxgen.families.pixelcnn:PixelCNNFamily",
 }
 
 

@@ -1,0 +1,31 @@
+"""PixelCNN++ on Fashion-MNIST (28x28, 256 levels), sized for a CPU: three resolutions (28, 14,
+7) of 64 filters, two blocks each. On a GPU, raise model.filters to 160 and model.num_resnet to
+5 (the paper's CIFAR-10 network) and train.num_steps.
+
+python -m jaxgen.train --config=experiments/pixelcnn_fashion_mnist.py --workdir=runs/pixelcnn_fmnist
+Sampling is 784 network passes per image (one per pixel).
+"""
+
+from jaxgen.families.pixelcnn import default_config
+
+
+def get_config():
+    c = default_config()
+    c.data.source = "tfds"
+    c.data.name = "fashion_mnist"
+    c.model.filters = 64
+    c.model.num_resnet = 2
+    c.model.num_resolutions = 3
+    c.model.num_mixtures = 5
+    c.model.dropout = 0.1
+    c.train.num_steps = 5000
+    c.train.batch_size = 32
+    c.train.ema_decay = 0.999
+    c.train.log_every_steps = 100
+    c.eval.every_steps = 1000
+    c.eval.batch_size = 500
+    c.eval.num_samples = 1000
+    c.eval.sample_batch_size = 250
+    c.sample.every_steps = 5000
+    c.checkpoint.every_steps = 500
+    return c
