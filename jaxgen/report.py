@@ -30,7 +30,8 @@ IGNORED_PREFIXES = ("seed", "data.data_dir", "train.log_every_steps", "checkpoin
                     "eval.every_steps", "eval.batch_size", "eval.sample_batch_size",
                     "eval.iwae_chunk", "eval.extractor_dir", "sample.every_steps", "sample.num")
 # The Markdown table's metrics, in this order, where present (the CSV has them all).
-HEADLINE = ("neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll", "vlb_bits_per_dim",
+HEADLINE = ("nll_bits_per_dim", "neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll",
+            "iwae_nll_bits_per_dim", "vlb_bits_per_dim",
             "pixel_histogram_bits_per_dim", "num_samples", "num_reference", "fid", "kid",
             "precision", "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
 SAMPLE_COUNTS = ("num_samples", "num_reference")  # generated and test images compared
