@@ -314,17 +314,36 @@ def test_import_then_export_sample_and_train_a_workdir(tmp_path):
                                                           jax.tree.leaves(state["params"])))
 
 
-def test_import_without_data_or_into_a_run_is_one_line(tmp_path, capsys):
+def _one_line_exit(module: str, argv: list[str], capsys) -> str:
     import importlib
+    capsys.readouterr()
     saved = sys.argv
-    sys.argv = ["import_pretrained", f"--pretrained={fixture('ddpm_attention')}",
-                f"--workdir={tmp_path / 'run'}"]
+    sys.argv = [module, *argv]
     try:
         with pytest.raises(SystemExit) as caught:
-            cli.main_guard(importlib.import_module("jaxgen.import_pretrained").main)
+            cli.main_guard(importlib.import_module(f"jaxgen.{module}").main)
     finally:
         sys.argv = saved
     err = capsys.readouterr().err.strip().splitlines()
-    assert caught.value.code == 2 and len(err) == 1
-    assert "has no jaxgen_config.json: name the data the model was trained on" in err[0]
+    assert caught.value.code == 2 and len(err) == 1, err
+    return err[0]
+
+
+def test_import_without_data_is_one_line_and_writes_nothing(tmp_path, capsys):
+    line = _one_line_exit("import_pretrained", [f"--pretrained={fixture('ddpm_attention')}",
+                                                f"--workdir={tmp_path / 'run'}"], capsys)
+    assert "has no jaxgen_config.json: name the data the model was trained on" in line
     assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--pretrained=/no/such/model", "--out=OUT"], "no folder '/no/such/model'"),
+    (["--pretrained=FIXTURE"], "--pretrained=PATH needs --out=DIR and no --workdir"),
+    (["--pretrained=FIXTURE", "--out=OUT", "--config.model.conditional=x"],
+     "config key 'model.conditional' expects bool"),
+])
+def test_sample_pretrained_bad_input_is_one_line(argv, expected, tmp_path, capsys):
+    argv = [a.replace("FIXTURE", fixture("plain_grey")).replace("OUT", str(tmp_path / "out"))
+            for a in argv]
+    assert expected in _one_line_exit("sample", argv, capsys)
+    assert not os.path.exists(tmp_path / "out")
