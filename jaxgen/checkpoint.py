@@ -51,9 +51,19 @@ class Checkpointer:
         if self.read_only:
             if not os.path.isdir(self.directory):
                 return None
-            with only_errors("absl"):  # Orbax warns that a read-only manager is read-only
-                return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-                    read_only=True, save_interval_steps=0, create=False))
+            # Opening lists the checkpoints and then reads each one's time: a trainer's
+            # max_to_keep may delete one in between. List again, as restore_latest does.
+            for attempt in range(5):
+                try:
+                    with only_errors("absl"):  # Orbax warns that a read-only manager is so
+                        return ocp.CheckpointManager(
+                            self.directory, options=ocp.CheckpointManagerOptions(
+                                read_only=True, save_interval_steps=0, create=False))
+                except FileNotFoundError:
+                    if attempt == 4:
+                        raise CheckpointDamagedError(
+                            f"the checkpoints in {self.directory} kept disappearing while "
+                            "being listed") from None
         # Only the lock holder writes, so no save of anyone else can be in progress: the
         # temporary directories a killed run left behind are safe to delete.
         try:

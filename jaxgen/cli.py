@@ -147,13 +147,8 @@ def resolve_config(flags: argparse.Namespace, overrides: list[str]) -> ml_collec
         raise config_lib.ConfigError(f"no --config given and no "
                                      f"{workdir_lib.path(flags.workdir, workdir_lib.CONFIG_FILE)}"
                                      " to continue from")
-    config = families.complete(workdir_lib.read_config(flags.workdir))
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep:
-            raise config_lib.ConfigError(f"override --config.{override} has no '=VALUE'")
-        config_lib.set_value(config, key, text)
-    return config
+    return config_lib.apply_overrides(families.complete(workdir_lib.read_config(flags.workdir)),
+                                      overrides)
 
 
 def config_from_workdir(flags: argparse.Namespace, overrides: list[str]) -> bool:

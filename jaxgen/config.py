@@ -13,7 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
@@ -203,6 +203,12 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collectio
         config = module.get_config(arg) if arg else module.get_config()
     except ValueError as e:  # an experiment's way of refusing its ARG
         raise ConfigError(f"{spec}: {e}") from None
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]
+                    ) -> ml_collections.ConfigDict:
+    """Sets each `KEY=VALUE` of overrides in config (in place, and returned)."""
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep:

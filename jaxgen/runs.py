@@ -233,12 +233,7 @@ def pretrained_config(path: str, overrides: list[str] = ()
     for section, values in (("model", model), ("sample", sample)):
         for key, value in values.items():
             config[section][key] = value
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep:
-            raise config_lib.ConfigError(f"override --config.{override} has no '=VALUE'")
-        config_lib.set_value(config, key, text)
-    return folder, config
+    return folder, config_lib.apply_overrides(config, overrides)
 
 
 def load_pretrained(folder: pretrained.Folder, config: ml_collections.ConfigDict

@@ -96,3 +96,24 @@ def test_keys_declared_after_a_workdir_was_written_take_the_values_their_absence
     del old_diffusion["model"]["learn_variance"], old_diffusion["model"]["vlb_weight"]
     completed = families.complete(ml_collections.ConfigDict(old_diffusion))
     assert completed.model.learn_variance is False and completed.model.vlb_weight == 0.001
+
+
+def test_a_reader_lists_again_when_a_checkpoint_vanishes_while_it_opens(tmp_path, monkeypatch):
+    """A trainer's max_to_keep can delete a checkpoint between Orbax listing the directory and
+    reading that checkpoint's time; the reader opens again instead of failing."""
+    from jaxgen import checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    real = checkpoint.ocp.CheckpointManager
+    calls = []
+
+    def vanishing_once_twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise FileNotFoundError(2, "No such file or directory", "checkpoints/45")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.ocp, "CheckpointManager", vanishing_once_twice)
+    reader = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), 3, read_only=True)
+    assert len(calls) == 3 and reader.latest_step() is None
+    reader.close()
