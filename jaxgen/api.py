@@ -10,7 +10,8 @@
     codes = model.encode(images)                  # families with a latent space
     decoded = model.decode(codes)
 
-A conditional model takes labels (`model.sample(10, labels=range(10))`), a diffusion model
+A conditional model takes labels (`model.sample(10, labels=range(10))`), a text-to-image model
+a prompt (`model.sample(16, prompt="a dark sneaker", guidance_scale=4)`), a diffusion model
 its sampler settings as sample.* keys (`model.sample(16, guidance_scale=2.0, steps=100)`).
 Everything a run writes goes to its workdir, as with the command-line tools.
 """
@@ -27,7 +28,8 @@ import numpy as np
 
 from jaxgen import config as config_lib, evaluate as evaluate_lib, families, latent, parallel
 from jaxgen import runs, runtime, trainer as trainer_lib, workdir as workdir_lib
-from jaxgen.contract import LatentModel
+from jaxgen.contract import LatentModel, PromptModel
+from jaxgen.data import captions
 from jaxgen.data.ranges import to_model_range, to_unit_range
 from jaxgen.families import trained
 
@@ -55,6 +57,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
             saved = families.complete(workdir_lib.read_config(workdir))
             config_lib.check_resumable(json.loads(saved.to_json()), config, workdir)
         if parallel.is_primary():
+            if splits["train"].tokens is not None:
+                workdir_lib.write_tokenizer(workdir, captions.tokenizer_of(splits["train"]))
             workdir_lib.write_config(workdir, config)
             workdir_lib.append_run_record(workdir)
         state = trainer_lib.train(config, workdir, family, splits,
@@ -107,22 +111,30 @@ class Model:
         return Model(self.workdir, config, self.splits, family, self.state)
 
     def sample(self, num: int, labels: Sequence[int] | None = None, seed: int = 0,
-               **settings) -> np.ndarray:
+               prompt: str | None = None, **settings) -> np.ndarray:
         """num samples [num, H, W, C] in [0, 1]. labels: the class of each sample (a
-        conditional model; default 0, 1, ..., K-1, 0, ...). seed: which draw (0, 1, ...: the
+        conditional model; default 0, 1, ..., K-1, 0, ...). prompt: a text-to-image model's
+        prompt, e.g. "a dark sneaker" (the run's tokenizer). seed: which draw (0, 1, ...: the
         same images for the same seed). settings: sample.* keys, e.g. guidance_scale=2.0."""
         model = self._with({f"sample.{k}": v for k, v in settings.items()})
         mesh = parallel.make_mesh()
         padded = parallel.padded(num, mesh)
+        rows = parallel.process_rows(padded)
+        sampler = model.trainer.batch_sampler(model.state, num)
+        if prompt is not None:
+            if not isinstance(model.family, PromptModel):
+                raise config_lib.ConfigError(f"family '{self.config.family}' takes no prompt")
+            tokens = workdir_lib.read_tokenizer(self.workdir).encode(prompt)
+            condition = model.family.prompt_condition(parallel.to_global(
+                {"tokens": np.repeat(tokens[None], padded, axis=0)[rows]}, mesh)["tokens"])
+            return np.asarray(parallel.fetch(sampler(seed, condition)))[:num]
         classes = model.family.sampling_classes
         requested = np.zeros(padded, np.int32)
         requested[:num] = (np.arange(num) % max(classes, 1)) if labels is None else labels
         if labels is not None and classes and not np.all((requested >= 0) & (requested < classes)):
             raise config_lib.ConfigError(f"labels must be in 0..{classes - 1}")
-        global_labels = parallel.to_global(
-            {"label": requested[parallel.process_rows(padded)]}, mesh)["label"]
-        images = model.trainer.batch_sampler(model.state, num)(seed, global_labels)
-        return np.asarray(parallel.fetch(images))[:num]
+        global_labels = parallel.to_global({"label": requested[rows]}, mesh)["label"]
+        return np.asarray(parallel.fetch(sampler(seed, global_labels)))[:num]
 
     def evaluate(self, num_samples: int | None = None, num_examples: int | None = None,
                  output: str | None = None, **settings) -> dict:

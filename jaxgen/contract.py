@@ -106,6 +106,15 @@ class NoisingProcess(Protocol):
         """The process's space -> images in value_range."""
 
 
+@runtime_checkable
+class PromptModel(Protocol):
+    """A sampler conditioned on text prompts (text-to-image): `Sampler.sample` takes the
+    condition this returns as its labels."""
+
+    def prompt_condition(self, tokens: jax.Array, labels: jax.Array | None = None) -> Any:
+        """tokens int32 [B, L] of the run's tokenizer (0: padding) -> a condition."""
+
+
 class FamilyBase:
     """Defaults of the contract's attributes and the helpers families share."""
 
@@ -170,10 +179,15 @@ def missing_members(family: Any) -> list[str]:
     return [name for name in required if not hasattr(family, name)]
 
 
-def example_batch(image_shape: tuple[int, ...], size: int = 1) -> dict[str, jax.Array]:
-    """Zeros of a batch's shapes: what init needs to trace parameter shapes."""
-    return {"image": jnp.zeros((size, *image_shape), jnp.float32),
-            "label": jnp.zeros((size,), jnp.int32)}
+def example_batch(image_shape: tuple[int, ...], size: int = 1,
+                  max_tokens: int = 0) -> dict[str, jax.Array]:
+    """Zeros of a batch's shapes: what init needs to trace parameter shapes (captioned data:
+    tokens [size, max_tokens] too)."""
+    batch = {"image": jnp.zeros((size, *image_shape), jnp.float32),
+             "label": jnp.zeros((size,), jnp.int32)}
+    if max_tokens:
+        batch["tokens"] = jnp.zeros((size, max_tokens), jnp.int32)
+    return batch
 
 
 def abstract_state(family: Family, seed: int, batch: Batch, ema: bool, sharding) -> Any:

@@ -7,7 +7,9 @@ is a `LikelihoodModel`, else its `eval_step`); for families that sample, FID, KI
 mode coverage (and conditional accuracy) of N samples against the test split, beside
 the same metrics of up to N real test images against the rest of the test split (images the
 evaluation classifier never saw: `eval.runner.real_column_rows`); for
-families with a latent space, the reconstruction error beside PCA's at the same dimension.
+families with a latent space, the reconstruction error beside PCA's at the same dimension;
+for text-to-image runs, prompt following (`eval.prompts`): class and attribute accuracy of
+eval.prompt_samples samples per prompt, on seen and held-out attribute-class pairs.
 
 Evaluations of one checkpoint that differ only in how samples are drawn or scored (a guidance
 scale, a sampler, the number of samples) take the likelihood metrics from the first of them
@@ -24,7 +26,7 @@ import time
 import jax.numpy as jnp
 
 from jaxgen import cli, config as config_lib, latent, parallel, runs, workdir as workdir_lib
-from jaxgen.contract import LatentModel, LikelihoodModel, Sampler
+from jaxgen.contract import LatentModel, LikelihoodModel, PromptModel, Sampler
 from jaxgen.data.ranges import to_model_range
 from jaxgen.eval import baselines, inception
 
@@ -100,6 +102,10 @@ def evaluate(config, splits, family, trainer, state, workdir: str,
         values.update(found["model"])
         record["real"] = found.pop("real")
         record.update({k: v for k, v in found.items() if k != "model"})
+    if samples and isinstance(family, PromptModel) and config.eval.prompt_samples:
+        following = runs.prompt_metrics(trainer, state, extractors, workdir)
+        values.update(following["values"])
+        record["prompts"] = following["prompts"]
     record["worse_than_baseline"] = worse_than_baseline(values)
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():

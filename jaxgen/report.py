@@ -33,7 +33,10 @@ IGNORED_PREFIXES = ("seed", "data.data_dir", "train.log_every_steps", "checkpoin
 HEADLINE = ("nll_bits_per_dim", "neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll",
             "iwae_nll_bits_per_dim", "vlb_bits_per_dim",
             "pixel_histogram_bits_per_dim", "num_samples", "num_reference", "fid", "kid",
-            "precision", "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy")
+            "precision", "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy",
+            # Prompt following of text-to-image runs (eval/prompts.py).
+            "seen_class_accuracy", "seen_brightness_accuracy", "seen_size_accuracy",
+            "held_out_class_accuracy", "held_out_brightness_accuracy", "held_out_size_accuracy")
 SAMPLE_COUNTS = ("num_samples", "num_reference")  # generated and test images compared
 
 

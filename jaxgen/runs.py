@@ -17,15 +17,17 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxgen import cli, config as config_lib, contract, families, parallel, pretrained
 from jaxgen import trainer as trainer_lib, workdir as workdir_lib
 from jaxgen.contract import Sampler
-from jaxgen.data import sources
-from jaxgen.eval import extractor as extractor_lib, inception, runner
+from jaxgen.data import captions, sources
+from jaxgen.eval import extractor as extractor_lib, inception, prompts, runner
 from jaxgen.eval.extractor import Extractor
 from jaxgen.families import build, classifier, trained
 from jaxgen.state import TrainState
+from jaxgen.text.tokenizer import START_ID
 
 log = logging.getLogger("jaxgen")
 
@@ -174,6 +176,30 @@ def sample_metrics(trainer: trainer_lib.Trainer, state: TrainState, num_samples:
         trainer.batch_sampler(state, config.eval.sample_batch_size),
         trainer.family.sampling_classes, extractors, trainer.splits, config.eval, config.seed,
         num_samples, real)
+
+
+def prompt_metrics(trainer: trainer_lib.Trainer, state: TrainState,
+                   extractors: dict[str, Extractor], workdir: str) -> dict:
+    """Prompt following of a text-to-image run (`eval.prompts`): config.eval.prompt_samples
+    samples of each prompt of the suite, with the run's tokenizer and captioner."""
+    config, family, splits = trainer.config, trainer.family, trainer.splits
+    captioner = captions.Captioner.fit(splits["train"], tuple(config.data.caption_holdout))
+    batch_size = config.eval.sample_batch_size
+    sampler = trainer.batch_sampler(state, batch_size)
+    padded = parallel.padded(batch_size, trainer.mesh)
+
+    def sample(tokens: np.ndarray, b: int) -> np.ndarray:
+        rows = np.zeros((padded, tokens.shape[1]), np.int32)
+        rows[:, 0] = START_ID  # padding rows: the empty prompt
+        rows[:len(tokens)] = tokens
+        local = rows[parallel.process_rows(padded)]
+        condition = family.prompt_condition(
+            parallel.to_global({"tokens": local}, trainer.mesh)["tokens"])
+        return np.asarray(parallel.fetch(sampler(b, condition)))
+
+    return prompts.prompt_following(sample, prompts.suite(captioner),
+                                    workdir_lib.read_tokenizer(workdir), extractors["classes"],
+                                    captioner, config.eval.prompt_samples, batch_size)
 
 
 def eval_hooks(config: ml_collections.ConfigDict, family) -> list[trainer_lib.EvalHook]:

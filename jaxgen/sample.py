@@ -11,6 +11,10 @@ increasing t) and a reverse-process strip (x_t along sampling trajectories).
 Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .eta,
 .guidance_scale; --sampler and --steps are short for the first two.
 
+--prompt="a dark sneaker" (repeatable) samples a text-to-image run: --num images per prompt,
+one row each with the prompt written above it, in DIR/samples/prompts_*.png (and .npz);
+--guidance=W is short for --config.sample.guidance_scale.
+
 --pretrained=PATH samples a diffusers UNet2DModel folder (`jaxgen.pretrained`) with jaxgen's
 samplers, without a workdir: DIR/samples.png (the grid) and DIR/samples.npz (uint8
 [num, H, W, C], key "images").
@@ -25,10 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import os
+import sys
 
 from jaxgen import cli, latent, parallel, runs, viz, workdir as workdir_lib
 from jaxgen.config import ConfigError
-from jaxgen.contract import LatentGenerator, LatentModel, NoisingProcess
+from jaxgen.contract import LatentGenerator, LatentModel, NoisingProcess, PromptModel
 from jaxgen.data.ranges import to_model_range, to_unit_range
 from jaxgen.state import TrainState
 
@@ -46,11 +51,15 @@ def main(argv: list[str]) -> None:
                                         "workdir")
     p.add_argument("--out", help="where --pretrained writes its samples")
     p.add_argument("--seed", type=int, default=0, help="which draw of --pretrained samples")
+    p.add_argument("--prompt", action="append", default=[],
+                   help="a text-to-image run: sample this prompt (repeatable: a row each)")
+    p.add_argument("--guidance", type=float, help="short for --config.sample.guidance_scale")
     flags, overrides = cli.parse(p, argv)
     if flags.num < 1:
         raise ConfigError(f"--num must be >= 1, got {flags.num}")
-    overrides += [f"sample.{key}={getattr(flags, key)}" for key in ("sampler", "steps")
-                  if getattr(flags, key) is not None]
+    shorthands = {"sampler": "sampler", "steps": "steps", "guidance": "guidance_scale"}
+    overrides += [f"sample.{key}={getattr(flags, flag)}" for flag, key in shorthands.items()
+                  if getattr(flags, flag) is not None]
     if flags.pretrained or flags.out:
         if flags.workdir or not (flags.pretrained and flags.out):
             raise ConfigError("--pretrained=PATH needs --out=DIR and no --workdir")
@@ -82,6 +91,10 @@ def main(argv: list[str]) -> None:
         drawn with other settings never overwrite each other."""
         return workdir_lib.path(outdir, f"{name}{tag}_step_{step:07d}.png")
 
+    if flags.prompt:
+        for path in prompt_pictures(family, state, flags, picture("prompts"), config, step):
+            print(path)
+        return
     images = viz.to_uint8(trainer.sample_images(state, flags.num, index=1), family.value_range)
     written = []
     if parallel.is_primary():
@@ -98,6 +111,37 @@ def main(argv: list[str]) -> None:
         written += process_pictures(family, state, splits, picture)
     for path in written:
         print(path)
+
+
+def prompt_pictures(family, state: TrainState, flags, path: str, config, step: int
+                    ) -> list[str]:
+    """flags.num samples of each of flags.prompt (the workdir's tokenizer; unknown words are
+    the unknown token, and said so), a row per prompt: the PNG and an .npz (uint8 images
+    [prompts, num, H, W, C], key "images", and the prompts)."""
+    if not isinstance(family, PromptModel):
+        raise ConfigError(f"--prompt: family '{config.family}' is not text-conditioned")
+    tokenizer = workdir_lib.read_tokenizer(flags.workdir)
+    tokens = tokenizer.encode_all(flags.prompt)  # TokenizerError: a ConfigError, one line
+    for text in flags.prompt:
+        unknown = tokenizer.unknown_words(text)
+        if unknown:
+            print(f"warning: '{text}': {', '.join(unknown)} not in the training captions' "
+                  f"vocabulary (read as the unknown token)", file=sys.stderr)
+    sample = jax.jit(family.sample, static_argnames="num")
+    root = jax.random.fold_in(jax.random.key(config.seed), flags.seed)
+    rows = []
+    for i, row in enumerate(tokens):
+        condition = family.prompt_condition(np.repeat(row[None], flags.num, axis=0))
+        rows.append(viz.to_uint8(np.asarray(sample(state, jax.random.fold_in(root, i),
+                                                   flags.num, condition)),
+                                 family.value_range))
+    if not parallel.is_primary():
+        return []
+    viz.titled_rows(path, rows, [f'"{p}"' for p in flags.prompt],
+                    title=grid_title(config, step))
+    array_path = path[:-len(".png")] + ".npz"
+    np.savez_compressed(array_path, images=np.stack(rows), prompts=np.asarray(flags.prompt))
+    return [path, array_path]
 
 
 def sample_pretrained(flags, overrides: list[str], batch_size: int = 64) -> None:

@@ -122,6 +122,21 @@ def montage(path: str, pictures: Sequence[str], labels: Sequence[str], height: i
     save_png(path, row, min_size=1)
 
 
+def titled_rows(path: str, rows: Sequence[np.ndarray], titles: Sequence[str],
+                title: str = "", min_width: int = 512) -> None:
+    """Rows of images, uint8 [N, H, W, C] each, one mosaic row per entry with its title (a
+    prompt) written above it: a prompt grid."""
+    mosaics = [grid(row, rows=1) for row in rows]
+    factor = max(1, -(-min_width // max(m.shape[1] for m in mosaics)))
+    strips = [labelled(m.repeat(factor, 0).repeat(factor, 1), title=text)
+              for m, text in zip(mosaics, titles)]
+    strips = [s if s.shape[-1] == 3 else np.repeat(s, 3, axis=-1) for s in strips]
+    width = max(s.shape[1] for s in strips)
+    strips = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255)
+              for s in strips]
+    save_png(path, np.concatenate(strips), min_size=1, title=title)
+
+
 def scatter_2d(path: str, points: np.ndarray, labels: np.ndarray, title: str) -> None:
     """points: [N, 2] latent codes, labels: [N] int, coloured by class."""
     import matplotlib

@@ -3,6 +3,7 @@
 The one place that knows the layout of a run's directory:
 
     config.json         the resolved config (written by the trainer's CLI)
+    tokenizer.json      a text-conditioned run's vocabulary (built from its training captions)
     train.lock          held (an OS lock) by the one trainer writing the workdir
     run_info.jsonl      one record per start: versions of the code and libraries
     checkpoints/<step>  Orbax checkpoints of the train state and the data position
@@ -30,6 +31,7 @@ from jax.experimental import multihost_utils
 
 from jaxgen import config as config_lib
 from jaxgen.checkpoint import Checkpointer
+from jaxgen.text.tokenizer import Tokenizer, TokenizerError
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.jsonl"
@@ -39,6 +41,7 @@ SAMPLES = "samples"
 CURVES_FILE = "loss_curves.png"
 TENSORBOARD = "tensorboard"
 LOCK_FILE = "train.lock"
+TOKENIZER_FILE = "tokenizer.json"
 
 
 class WorkdirBusyError(config_lib.ConfigError):
@@ -56,6 +59,32 @@ def write_json_atomic(file: str, payload: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2, sort_keys=True)
     os.replace(tmp, file)
+
+
+def write_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
+    """Saves the run's tokenizer; a resumed run must have built the same one (the same
+    captions), or its token ids would mean other words."""
+    file = path(workdir, TOKENIZER_FILE)
+    if os.path.isfile(file):
+        if read_tokenizer(workdir).vocabulary != tokenizer.vocabulary:
+            raise config_lib.ConfigError(f"the captions of this data give another vocabulary "
+                                         f"than the run's {file}: the data or "
+                                         f"data.caption_holdout changed")
+        return
+    write_json_atomic(file, json.loads(tokenizer.to_json()))
+
+
+def read_tokenizer(workdir: str) -> Tokenizer:
+    """The run's tokenizer; ConfigError if it has none or it cannot be read."""
+    file = path(workdir, TOKENIZER_FILE)
+    if not os.path.isfile(file):
+        raise config_lib.ConfigError(f"'{workdir}' has no {TOKENIZER_FILE}: not a "
+                                     "text-conditioned run")
+    try:
+        with open(file, encoding="utf-8") as f:
+            return Tokenizer.from_json(f.read(), file)
+    except (OSError, UnicodeDecodeError, TokenizerError) as e:
+        raise config_lib.ConfigError(str(e)) from None
 
 
 def has_config(workdir: str) -> bool:

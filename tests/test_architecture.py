@@ -7,10 +7,10 @@ import pathlib
 
 import pytest
 
-from jaxgen import contract
+from jaxgen import config as config_lib, contract
 from jaxgen.config import ConfigError, load
 from jaxgen.data.sources import DataSpec
-from jaxgen.families import FAMILIES, build, family_module
+from jaxgen.families import FAMILIES, build, family_keys, family_module
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxgen"
 
@@ -120,12 +120,18 @@ def imports_jaxgen(node) -> bool:
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_every_registered_family_declares_its_keys_and_fulfils_the_contract(name):
     module = family_module(name)
-    config = module.noisy_default_config() if name == "noisy_classifier" else (
-        module.default_config())
+    default = {"noisy_classifier": "noisy_default_config",
+               "text_latent_diffusion": "latent_default_config"}.get(name, "default_config")
+    config = getattr(module, default)()
     assert config.family == name
-    if name == "latent_diffusion":
+    assert set(config_lib.flatten(config.to_dict())) == set(config_lib.BASE_KEYS) | set(
+        family_keys(name))
+    if "latent_diffusion" in name:
         return  # builds only on a trained autoencoder (tests/test_diffusion.py)
-    family = build(config, DataSpec((8, 8, 1), 10, 16))
+    # Captioned data for the text families: a vocabulary and a prompt per class.
+    text = dict(vocab_size=12, max_tokens=6,
+                class_prompts=tuple((2, 4, 5 + k % 7, 0, 0, 0) for k in range(10)))
+    family = build(config, DataSpec((8, 8, 1), 10, 16, **(text if "text" in name else {})))
     assert isinstance(family, contract.Family)
     assert not contract.missing_members(family)
 

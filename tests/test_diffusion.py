@@ -309,6 +309,28 @@ def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
     with pytest.raises(ConfigError, match="no trained run"):
         runs.prepare(flags, [*overrides, f"model.autoencoder_workdir={tmp_path / 'none'}"])
 
+    # The text-to-image variant on the same codes: prompts through cross-attention at 1x1.
+    flags, overrides = cli.parse(cli.parser(""), [
+        "--config=experiments/text_ldm_fashion_mnist.py", "--config.data.source=digits",
+        "--config.data.name=", "--config.data.caption_holdout=()",
+        f"--config.model.autoencoder_workdir={ae_dir}", "--config.model.channels=32",
+        "--config.model.num_res_blocks=1", "--config.model.num_groups=8",
+        "--config.model.num_timesteps=100", "--config.model.text_width=16",
+        "--config.train.batch_size=64", "--config.train.ema_decay=0.0",
+        "--config.sample.steps=10", f"--workdir={tmp_path / 'text'}"])
+    config, splits, family = runs.prepare(flags, overrides)
+    t = trainer.Trainer(config, family, splits)
+    state = t.init_state()
+    assert any("cross_attention" in jax.tree_util.keystr(path)
+               for path, _ in jax.tree_util.tree_leaves_with_path(state.params))
+    for step in range(5):
+        state, metrics = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
+    assert np.isfinite(float(metrics["loss"]))
+    tokens = jnp.asarray(splits["test"].tokens[:4, 1])
+    images = jax.jit(family.sample, static_argnames="num")(
+        state, jax.random.key(0), 4, family.prompt_condition(tokens))
+    assert images.shape == (4, 8, 8, 1)
+
 
 @pytest.mark.slow
 def test_classifier_free_guidance_raises_conditional_accuracy(tmp_path):

@@ -15,8 +15,9 @@ import numpy as np
 from jaxgen.data.ranges import to_model_range
 from jaxgen.data.sources import Split
 
-# Distinct stream ids so that shuffling and per-pixel noise never share random numbers.
-_SHUFFLE_STREAM, _NOISE_STREAM = 0, 1
+# Distinct stream ids so that shuffling, per-pixel noise and caption choice never share
+# random numbers.
+_SHUFFLE_STREAM, _NOISE_STREAM, _CAPTION_STREAM = 0, 1, 2
 
 
 class TrainStream:
@@ -62,7 +63,9 @@ class TrainStream:
         return self._epoch_cache[1]
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
-        """This process's rows of step `step`: image float32 [b, H, W, C], label int32 [b]."""
+        """This process's rows of step `step`: image float32 [b, H, W, C], label int32 [b];
+        captioned data adds tokens int32 [b, L], one of each image's captions drawn from
+        (seed, step)."""
         epoch, index = divmod(step, self.steps_per_epoch)
         first = index * self.batch_size
         global_rows = self._permutation(epoch)[first:first + self.batch_size]
@@ -75,7 +78,12 @@ class TrainStream:
             rng = np.random.default_rng([self.seed, _NOISE_STREAM, step])
             noise = rng.random((self.batch_size,) + pixels.shape[1:], dtype=np.float32)[self.rows]
         image = to_model_range(pixels, self.split.max_value, self.value_range, noise, self.binarize)
-        return {"image": image, "label": self.split.labels[local]}
+        batch = {"image": image, "label": self.split.labels[local]}
+        if self.split.tokens is not None:
+            rng = np.random.default_rng([self.seed, _CAPTION_STREAM, step])
+            choice = rng.integers(0, self.split.tokens.shape[1], self.batch_size)[self.rows]
+            batch["tokens"] = self.split.tokens[local, choice]
+        return batch
 
 
 def eval_batches(split: Split, global_batch_size: int, rows: slice, value_range: str = "unit",
@@ -84,10 +92,11 @@ def eval_batches(split: Split, global_batch_size: int, rows: slice, value_range:
     """The test split in order, once, padded to whole batches.
 
     Yields this process's rows of global batches of max(global_batch_size, pad_to) rows:
-    image [b, H, W, C], label [b], mask float32 [b] (0 on padding rows). pad_to (a multiple
-    of the devices) pads each batch without changing which examples it holds, so numbers
-    do not depend on the device count. Binarisation and dequantisation use a fixed seed, so
-    every evaluation sees the same test set.
+    image [b, H, W, C], label [b], mask float32 [b] (0 on padding rows), and for captioned
+    data tokens [b, L] (example i's caption i mod K: every phrasing, the same each time).
+    pad_to (a multiple of the devices) pads each batch without changing which examples it
+    holds, so numbers do not depend on the device count. Binarisation and dequantisation use
+    a fixed seed, so every evaluation sees the same test set.
     """
     total = min(num_examples, len(split)) if num_examples else len(split)
     rng = np.random.default_rng([seed, _NOISE_STREAM, 2**31])
@@ -99,9 +108,11 @@ def eval_batches(split: Split, global_batch_size: int, rows: slice, value_range:
         pixels = split.images[index]
         noise = rng.random(pixels.shape, dtype=np.float32) if binarize or dequantize else None
         image = to_model_range(pixels, split.max_value, value_range, noise, binarize)
-        labels = split.labels[index]
+        batch = {"image": image, "label": split.labels[index], "mask": mask}
+        if split.tokens is not None:
+            batch["tokens"] = split.tokens[index, index % split.tokens.shape[1]]
         if extra:  # copies of the last row, masked out
-            image = np.concatenate([image, np.repeat(image[-1:], extra, axis=0)])
-            labels = np.concatenate([labels, np.repeat(labels[-1:], extra)])
-            mask = np.concatenate([mask, np.zeros(extra, np.float32)])
-        yield {"image": image[rows], "label": labels[rows], "mask": mask[rows]}
+            batch = {k: np.concatenate([v, np.repeat(v[-1:], extra, axis=0)])
+                     for k, v in batch.items()}
+            batch["mask"][-extra:] = 0.0
+        yield {k: v[rows] for k, v in batch.items()}

@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 
+from jaxgen.data import captions
 from jaxgen.quiet import only_errors
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -37,12 +38,16 @@ class DatasetError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Split:
     """images: uint8 [N, H, W, C] with values in 0..max_value; labels: int32 [N];
-    class_names: one per class where the source has them (tfds, Fashion-MNIST), else ()."""
+    class_names: one per class where the source has them (tfds, Fashion-MNIST), else ();
+    captioned data (`captions.py`): tokens int32 [N, K, L], K captions of L token ids per
+    image (0: padding), and the vocabulary of those ids."""
     images: np.ndarray
     labels: np.ndarray
     max_value: int
     num_classes: int
     class_names: tuple[str, ...] = ()
+    tokens: np.ndarray | None = None
+    vocabulary: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.images.ndim != 4:
@@ -56,6 +61,10 @@ class Split:
         if self.class_names and len(self.class_names) != self.num_classes:
             raise DatasetError(f"{len(self.class_names)} class names for {self.num_classes} "
                                "classes")
+        if self.tokens is not None and (self.tokens.ndim != 3
+                                        or len(self.tokens) != len(self.images)):
+            raise DatasetError(f"tokens must be [N, K, L] for {len(self.images)} images, got "
+                               f"shape {self.tokens.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -69,20 +78,39 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """What a model family needs to know of its data."""
+    """What a model family needs to know of its data; captioned data adds the vocabulary's
+    size and the token length, and class_prompts: the token ids [L] of the prompt "a CLASS"
+    for each class (what a text-conditioned model samples for a class label)."""
     image_shape: tuple[int, int, int]
     num_classes: int
     max_value: int
+    vocab_size: int = 0
+    max_tokens: int = 0
+    class_prompts: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def of(cls, split: Split) -> "DataSpec":
-        return cls(tuple(split.images.shape[1:]), split.num_classes, split.max_value)
+        spec = cls(tuple(split.images.shape[1:]), split.num_classes, split.max_value)
+        if split.tokens is None:
+            return spec
+        tokenizer = captions.tokenizer_of(split)
+        prompts = tokenizer.encode_all(captions.class_prompts(split))
+        return dataclasses.replace(spec, vocab_size=len(tokenizer),
+                                   max_tokens=tokenizer.max_tokens,
+                                   class_prompts=tuple(map(tuple, prompts.tolist())))
 
 
 def from_config(data) -> dict[str, Split]:
-    """The splits of a `config.data` section."""
-    return load(data.source, data.name, data.data_dir,
-                (tuple(data.synthetic_shape), data.synthetic_size, data.synthetic_classes))
+    """The splits of a `config.data` section; captioned (`captions.py`) where
+    data.captions asks for it."""
+    splits = load(data.source, data.name, data.data_dir,
+                  (tuple(data.synthetic_shape), data.synthetic_size, data.synthetic_classes))
+    if data.get("captions", ""):
+        try:
+            splits = captions.add_captions(splits, tuple(data.caption_holdout), data.max_tokens)
+        except captions.CaptionError as e:
+            raise DatasetError(str(e)) from None
+    return splits
 
 
 def load(source: str, name: str = "", data_dir: str = "",

@@ -117,15 +117,17 @@ def unguided(process: GaussianProcess, model: Callable[[jax.Array, jax.Array], j
     return eps_x0
 
 
-def classifier_free(process: GaussianProcess, model: Callable, labels: jax.Array,
-                    null_label: int, scale: float) -> EpsX0:
+def classifier_free(process: GaussianProcess, model: Callable, condition, null_condition,
+                    scale: float) -> EpsX0:
     """eps = (1 + w) eps(x, y) - w eps(x, null) (Ho & Salimans 2022, eq. 6), both halves in
     one batch; a learned variance is the conditional one (as GLIDE). model: (x_t, index,
-    labels) -> the network's output."""
+    condition) -> the network's output; condition and null_condition: arrays or pytrees of
+    arrays with the batch first (labels [B]; a prompt's tokens [B, L]), the null one the
+    unconditional input (the null label, the empty prompt)."""
     def eps_x0(x_t, index):
-        null = jnp.full_like(labels, null_label)
         both_x, both_index = jnp.concatenate([x_t, x_t]), jnp.concatenate([index, index])
-        both = model(both_x, both_index, jnp.concatenate([labels, null]))
+        both = model(both_x, both_index, jax.tree.map(lambda c, n: jnp.concatenate([c, n]),
+                                                      condition, null_condition))
         eps_cond, eps_null = jnp.split(process.to_eps_x0(both, both_x, both_index)[0], 2)
         eps = (1.0 + scale) * eps_cond - scale * eps_null
         log_variance = None

@@ -28,6 +28,8 @@ FAMILIES = {
     "latent_diffusion": "jaxgen.families.latent_diffusion:LatentDiffusionFamily",
     "gan": "jaxgen.families.gan:GANFamily",
     "pixelcnn": "jaxgen.families.pixelcnn:PixelCNNFamily",
+    "text_diffusion": "jaxgen.families.text_to_image:TextDiffusionFamily",
+    "text_latent_diffusion": "jaxgen.families.text_to_image:TextLatentDiffusionFamily",
 }
 
 
@@ -67,7 +69,7 @@ def family_keys(name: str) -> config_lib.Keys:
     if name == "base":
         return config_lib.BASE_KEYS
     module = family_module(name)
-    return module.NOISY_KEYS if name == "noisy_classifier" else module.KEYS
+    return getattr(module, FAMILIES[name].partition(":")[2]).keys
 
 
 def build(config, data_spec, from_workdir: bool = False):

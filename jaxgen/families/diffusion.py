@@ -107,9 +107,9 @@ class DiffusionFamily(FamilyBase):
         m, s = config.model, config.sample
         if not 1 <= s.steps <= m.num_timesteps:
             raise ConfigError(f"sample.steps must be in 1..{m.num_timesteps}, got {s.steps}")
-        if s.guidance_scale and not (m.conditional and m.label_dropout > 0):
-            raise ConfigError("sample.guidance_scale needs a model trained with "
-                              "model.conditional=True and model.label_dropout > 0")
+        if s.guidance_scale and not self.trained_for_guidance(config):
+            raise ConfigError(f"sample.guidance_scale needs a model trained for it: "
+                              f"{self.guidance_training}")
         if m.label_dropout > 0 and not m.null_label:
             raise ConfigError("model.label_dropout > 0 needs model.null_label=True (a row for "
                               "the null label)")
@@ -137,15 +137,16 @@ class DiffusionFamily(FamilyBase):
         self.num_classes = data.num_classes if m.conditional else 0
         self.label_dropout = m.label_dropout
         channels = self.space_shape(data)[-1] * (2 if m.learn_variance else 1)
-        self.model = UNet(out_channels=channels, channels=m.channels,
-                          channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
-                          attention_resolutions=tuple(m.attention_resolutions),
-                          dropout=m.dropout, num_classes=self.num_classes,
-                          num_groups=m.num_groups, norm_eps=m.norm_eps,
-                          downsample_padding=m.downsample_padding,
-                          flip_sin_to_cos=m.flip_sin_to_cos, freq_shift=m.freq_shift,
-                          head_dim=m.attention_head_dim, mid_attention=m.mid_attention,
-                          null_label=m.null_label)
+        unet = UNet(out_channels=channels, channels=m.channels,
+                    channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
+                    attention_resolutions=tuple(m.attention_resolutions),
+                    dropout=m.dropout, num_classes=self.num_classes,
+                    num_groups=m.num_groups, norm_eps=m.norm_eps,
+                    downsample_padding=m.downsample_padding,
+                    flip_sin_to_cos=m.flip_sin_to_cos, freq_shift=m.freq_shift,
+                    head_dim=m.attention_head_dim, mid_attention=m.mid_attention,
+                    null_label=m.null_label)
+        self.model = self.network(unet)
         self.optimizer = make_optimizer(config.train)
         self.num_dims = math.prod(data.image_shape)
         self.num_levels = data.max_value + 1
@@ -170,6 +171,31 @@ class DiffusionFamily(FamilyBase):
     def sampling_classes(self) -> int:
         """Classes samples can be asked for: by conditioning or by a guidance classifier."""
         return self.data.num_classes if (self.num_classes or self.guidance_classifier) else 0
+
+    # What conditions the denoiser: class labels here; text conditioning overrides these
+    # (`text_to_image.py`), with `labels` and `cycled_labels` of the contract's base.
+
+    guidance_training = "model.conditional=True and model.label_dropout > 0"
+
+    def trained_for_guidance(self, config) -> bool:
+        """Whether the network learnt the unconditional model beside the conditional one."""
+        return config.model.conditional and config.model.label_dropout > 0
+
+    def network(self, unet: UNet):
+        """The module apply runs as (x_t, index, condition, train=...)."""
+        return unet
+
+    def drop_condition(self, labels, rng):
+        """Classifier-free guidance training (Ho & Salimans 2022): the null label num_classes
+        replaces the label with probability p, so one network learns both models."""
+        if self.label_dropout <= 0:
+            return labels
+        drop = jax.random.bernoulli(rng, self.label_dropout, labels.shape)
+        return jnp.where(drop, self.num_classes, labels)
+
+    def null_condition(self, labels):
+        """The unconditional input of classifier-free guidance, shaped as labels."""
+        return jnp.full_like(labels, self.num_classes)
 
     # Where the process runs: pixels here; latent diffusion overrides these three.
 
@@ -218,11 +244,8 @@ class DiffusionFamily(FamilyBase):
         index, weight = timesteps.draw(t_rng, x0.shape[0], history, self.num_timesteps)
         noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
         labels = self.labels(batch)
-        if labels is not None and train and self.label_dropout > 0:
-            # Classifier-free guidance (Ho & Salimans 2022): the null label num_classes
-            # replaces the label with probability p, so one network learns both models.
-            drop = jax.random.bernoulli(label_rng, self.label_dropout, labels.shape)
-            labels = jnp.where(drop, self.num_classes, labels)
+        if labels is not None and train:
+            labels = self.drop_condition(labels, label_rng)
         x_t = self.process.q_sample(x0, index, noise)
         output = self.apply(params, x_t, index, labels, train, drop_rng)
         prediction, variance = self.process.split(output)
@@ -278,7 +301,7 @@ class DiffusionFamily(FamilyBase):
         if guidance_scale:
             eps_x0 = samplers.classifier_free(
                 self.process, lambda x, i, y: self.apply(params, x, i, y), labels,
-                self.num_classes, guidance_scale)
+                self.null_condition(labels), guidance_scale)
         else:
             eps_x0 = samplers.unguided(self.process,
                                        lambda x, i: self.apply(params, x, i, labels))

@@ -41,8 +41,9 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
             family = build(config, sources.DataSpec.of(splits["train"]), from_workdir)
         except ConfigError as e:
             raise ConfigError(f"{prefix}{e}") from None
+    spec = sources.DataSpec.of(splits["train"])
     target = contract.abstract_state(
-        family, config.seed, contract.example_batch(splits["train"].images.shape[1:]),
+        family, config.seed, contract.example_batch(spec.image_shape, 1, spec.max_tokens),
         config.train.ema_decay > 0, parallel.replicated(parallel.make_mesh()))
     restored = workdir_lib.restore_latest(workdir, target)
     if restored is None:

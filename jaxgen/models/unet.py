@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.models.layers import timestep_embedding, upsample_nearest
+from jaxgen.models.transformer import SpatialTransformer, TextEncoder
 
 
 class ResBlock(nn.Module):
@@ -79,6 +80,12 @@ class UNet(nn.Module):
     attention heads (0: one head); mid_attention: self-attention between the two middle
     blocks; null_label: the label table has a row num_classes for the null label of
     classifier-free guidance.
+
+    Text conditioning (`TextConditionedUNet`): embedding [B, 4 * channels] is added to the
+    timestep embedding; given a context [B, K, E] and its mask bool [B, K], a spatial
+    transformer (self-attention, cross-attention to the context,
+    feed-forward; `transformer.SpatialTransformer`) follows the residual block at the side
+    lengths in transformer_resolutions, including the middle when its side is listed.
     """
     out_channels: int
     channels: int = 128
@@ -95,9 +102,13 @@ class UNet(nn.Module):
     head_dim: int = 0
     mid_attention: bool = True
     null_label: bool = True
+    transformer_resolutions: tuple[int, ...] = ()
+    transformer_heads: int = 4
+    transformer_depth: int = 1
 
     @nn.compact
-    def __call__(self, x, t, labels=None, train: bool = False):
+    def __call__(self, x, t, labels=None, train: bool = False, context=None,
+                 context_mask=None, embedding=None):
         chex.assert_rank(x, 4)
         chex.assert_shape(t, (x.shape[0],))
         emb_dim = 4 * self.channels
@@ -108,6 +119,8 @@ class UNet(nn.Module):
             chex.assert_shape(labels, (x.shape[0],))
             emb = emb + nn.Embed(self.num_classes + int(self.null_label), emb_dim,
                                  name="label_embedding")(labels)
+        if embedding is not None:  # [B, emb_dim]: a pooled prompt (TextConditionedUNet)
+            emb = emb + embedding
         norm = dict(num_groups=self.num_groups, norm_eps=self.norm_eps)
         down_padding = "SAME" if self.downsample_padding == "same" else ((1, 1), (1, 1))
 
@@ -117,11 +130,18 @@ class UNet(nn.Module):
         def attention(h):
             return AttentionBlock(**norm, head_dim=self.head_dim)(h)
 
+        def transformer(h):
+            if context is None or h.shape[1] not in self.transformer_resolutions:
+                return h
+            return SpatialTransformer(self.transformer_heads, self.num_groups,
+                                      self.transformer_depth, self.norm_eps)(
+                h, context, context_mask)
+
         def block(h, features):
             h = res_block(h, features)
             if h.shape[1] in self.attention_resolutions:
                 h = attention(h)
-            return h
+            return transformer(h)
 
         h = nn.Conv(self.channels, (3, 3))(x)
         skips = [h]
@@ -136,6 +156,7 @@ class UNet(nn.Module):
         h = res_block(h, h.shape[-1])
         if self.mid_attention:
             h = attention(h)
+        h = transformer(h)
         h = res_block(h, h.shape[-1])
 
         for level, mult in reversed(list(enumerate(self.channel_mults))):
@@ -149,3 +170,27 @@ class UNet(nn.Module):
         h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=self.norm_eps)(h))
         # Zero-initialised output layer: the untrained network predicts 0 (Ho et al. 2020).
         return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
+
+
+class TextConditionedUNet(nn.Module):
+    """x_t [B, H, W, C], t int [B], condition {"tokens": int32 [B, L] (0: padding), "label":
+    int [B] for a class-conditional unet} -> the unet's output: the prompt's token embeddings
+    (`TextEncoder`, trained with the denoiser) are the context of the unet's spatial
+    transformers; with pooled, their mean over the prompt's tokens also joins the timestep
+    embedding (Imagen's pooled text embedding, Saharia et al. 2022, sec. 2.1), a global path
+    for global attributes such as brightness."""
+    unet: UNet
+    text: TextEncoder
+    pooled: bool = True
+
+    @nn.compact
+    def __call__(self, x, t, condition, train: bool = False):
+        chex.assert_shape(condition["tokens"], (x.shape[0], None))
+        context, mask = self.text(condition["tokens"])
+        embedding = None
+        if self.pooled:
+            weights = mask.astype(context.dtype)[..., None]
+            mean = jnp.sum(context * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
+            embedding = nn.Dense(4 * self.unet.channels, name="pooled_text")(mean)
+        return self.unet(x, t, condition.get("label"), train, context.astype(x.dtype), mask,
+                         None if embedding is None else embedding.astype(x.dtype))

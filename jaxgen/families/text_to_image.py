@@ -1,0 +1,167 @@
+"""Text-to-image diffusion: the denoiser reads a prompt through cross-attention (Rombach et al.
+2022, sec. 3.3), in pixel space (`text_diffusion`) or on an autoencoder's codes
+(`text_latent_diffusion`, Stable Diffusion's arrangement).
+
+A small transformer encodes the prompt's tokens (`models.transformer.TextEncoder`, trained with
+the denoiser); spatial transformer blocks at model.transformer_resolutions attend from the
+image positions to the token embeddings, padding masked out. Classifier-free guidance (Ho &
+Salimans 2022): during training a caption is replaced by the empty prompt (the start token
+alone) with probability model.prompt_dropout, so one network learns the unconditional model;
+sampling mixes the two with sample.guidance_scale.
+
+The data must be captioned (`data.captions`, `jaxgen/data/captions.py`); batches carry tokens
+[B, L]. A class label asks for the prompt "a CLASS" (so the evaluator's conditional accuracy is
+the class prompts' accuracy); a class-conditional network (model.conditional) gets the label as
+well.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from jaxgen import config as config_lib
+from jaxgen.config import FRACTION, NON_NEGATIVE, POSITIVE, ConfigError, Key
+from jaxgen.data.sources import DataSpec
+from jaxgen.families import diffusion, latent_diffusion
+from jaxgen.models.transformer import TextEncoder
+from jaxgen.models.unet import TextConditionedUNet, UNet
+from jaxgen.text.tokenizer import START_ID
+
+TEXT_KEYS = {
+    "data.captions": Key("attributes", "captions of each image: 'attributes' (the class name and "
+                                       "brightness and size measured on the pixels; "
+                                       "data/captions.py)", choices=("attributes",)),
+    "data.caption_holdout": Key((), "'<value> <class>' pairs no training caption names (e.g. "
+                                    "'bright sandal'): prompts that test composition"),
+    "data.max_tokens": Key(12, "tokens of a prompt, the start token included", check=POSITIVE),
+    "model.text_width": Key(64, "width of the text encoder's token embeddings", check=POSITIVE),
+    "model.text_depth": Key(2, "transformer layers of the text encoder", check=POSITIVE),
+    "model.text_heads": Key(4, "attention heads of the text encoder", check=POSITIVE),
+    "model.transformer_resolutions": Key((7,), "side lengths with a spatial transformer "
+                                               "(self-attention, cross-attention to the "
+                                               "prompt, feed-forward)"),
+    "model.pooled_text": Key(True, "add the prompt's mean token embedding to the timestep "
+                                   "embedding too (Imagen's pooled embedding)"),
+    "model.transformer_heads": Key(4, "attention heads of the spatial transformers",
+                                   check=POSITIVE),
+    "model.transformer_depth": Key(1, "transformer layers per spatial transformer",
+                                   check=POSITIVE),
+    "eval.prompt_samples": Key(25, "samples per prompt of jaxgen.evaluate's prompt-following "
+                                   "suite ('a {value} {class}' for every class and attribute "
+                                   "value; 0: off)", check=NON_NEGATIVE),
+    "model.prompt_dropout": Key(0.1, "probability that a training caption is replaced by the "
+                                     "empty prompt (classifier-free guidance)", check=FRACTION),
+}
+
+KEYS = {**diffusion.KEYS, **TEXT_KEYS}
+LATENT_KEYS = {**latent_diffusion.KEYS,
+               **config_lib.with_defaults(TEXT_KEYS, **{"model.transformer_resolutions": (1,)})}
+
+
+def default_config():
+    return config_lib.from_keys("text_diffusion", KEYS)
+
+
+def latent_default_config():
+    return config_lib.from_keys("text_latent_diffusion", LATENT_KEYS)
+
+
+def empty_prompt(tokens: jax.Array) -> jax.Array:
+    """The empty prompt shaped as tokens [B, L]: the start token, then padding."""
+    return jnp.zeros_like(tokens).at[:, 0].set(START_ID)
+
+
+class TextConditioning:
+    """Prompt conditioning for a diffusion family (mixed in before it): the condition is
+    {"tokens": int32 [B, L]} (plus "label" [B] for a class-conditional network)."""
+
+    guidance_training = "model.prompt_dropout > 0"
+
+    def __init__(self, config, data: DataSpec):
+        config_lib.check_keys(config, self.keys)
+        if not data.vocab_size:
+            raise ConfigError(f"family '{config.family}' needs captioned data (data.captions)")
+        if config.sample.classifier_scale:
+            raise ConfigError("sample.classifier_scale: classifier guidance is for class "
+                              "labels; prompts use classifier-free guidance "
+                              "(sample.guidance_scale)")
+        if config.model.text_width % config.model.text_heads:
+            raise ConfigError(f"model.text_heads={config.model.text_heads} does not divide "
+                              f"model.text_width={config.model.text_width}")
+        self.prompt_dropout = config.model.prompt_dropout
+        self.class_prompts = jnp.asarray(data.class_prompts, jnp.int32)  # [classes, L]
+        super().__init__(config, data)
+
+    def trained_for_guidance(self, config) -> bool:
+        return config.model.prompt_dropout > 0
+
+    def network(self, unet: UNet):
+        m = self.config.model
+        return TextConditionedUNet(
+            unet.clone(transformer_resolutions=tuple(m.transformer_resolutions),
+                       transformer_heads=m.transformer_heads,
+                       transformer_depth=m.transformer_depth),
+            TextEncoder(self.data.vocab_size, self.data.max_tokens, m.text_width, m.text_depth,
+                        m.text_heads), m.pooled_text)
+
+    @property
+    def sampling_classes(self) -> int:
+        """Classes asked for by their prompt "a CLASS"."""
+        return self.data.num_classes
+
+    def labels(self, batch):
+        """The batch's condition: {"tokens": [B, L]} (+ "label" [B])."""
+        condition = {"tokens": batch["tokens"]}
+        if self.num_classes:
+            condition["label"] = batch["label"]
+        return condition
+
+    def prompt_condition(self, tokens, labels=None):
+        """The condition of prompts' tokens [B, L] (and labels [B], a class-conditional
+        network's; default the null label)."""
+        condition = {"tokens": jnp.asarray(tokens, jnp.int32)}
+        if self.num_classes:
+            condition["label"] = (jnp.full((condition["tokens"].shape[0],), self.num_classes,
+                                           jnp.int32) if labels is None else labels)
+        return condition
+
+    def cycled_labels(self, num: int, labels=None):
+        """The condition to sample: given as a condition, or the class prompts of labels
+        int [num] (default 0, 1, ..., K-1, 0, ...)."""
+        if isinstance(labels, Mapping):
+            return labels
+        classes = jnp.arange(num) % self.data.num_classes if labels is None else labels
+        return self.prompt_condition(self.class_prompts[classes],
+                                     classes if self.num_classes else None)
+
+    def drop_condition(self, condition, rng):
+        """Classifier-free guidance training: the empty prompt replaces a caption with
+        probability model.prompt_dropout (the label, if any, is dropped by its own key)."""
+        prompt_rng, label_rng = jax.random.split(rng)
+        tokens = condition["tokens"]
+        out = dict(condition)
+        if self.prompt_dropout > 0:
+            drop = jax.random.bernoulli(prompt_rng, self.prompt_dropout, tokens.shape[:1])
+            out["tokens"] = jnp.where(drop[:, None], empty_prompt(tokens), tokens)
+        if "label" in condition:
+            out["label"] = super().drop_condition(condition["label"], label_rng)
+        return out
+
+    def null_condition(self, condition):
+        out = {"tokens": empty_prompt(condition["tokens"])}
+        if "label" in condition:
+            out["label"] = jnp.full_like(condition["label"], self.num_classes)
+        return out
+
+
+class TextDiffusionFamily(TextConditioning, diffusion.DiffusionFamily):
+    """Keys: `KEYS` (python -m jaxgen.keys text_diffusion)."""
+    keys = KEYS
+
+
+class TextLatentDiffusionFamily(TextConditioning, latent_diffusion.LatentDiffusionFamily):
+    """Keys: `LATENT_KEYS` (python -m jaxgen.keys text_latent_diffusion)."""
+    keys = LATENT_KEYS

@@ -1,0 +1,1 @@
+"""Text for conditioning: the tokenizer (tokenizer.py)."""
