@@ -9,7 +9,7 @@ python -m jaxgen.train --config=experiments/text_ldm_fashion_mnist.py --workdir=
 python -m jaxgen.sample --workdir=runs/text_ldm --prompt="a dark sneaker" --guidance=4 --num=16
 """
 
-from jaxgen.config import sibling
+from jaxgen.config import sibling, take_shared
 from jaxgen.families.text_to_image import latent_default_config
 
 ldm_config = sibling(__file__, "ldm_fashion_mnist").get_config
@@ -17,12 +17,8 @@ pixel_config = sibling(__file__, "text_fashion_mnist").get_config
 
 
 def get_config():
-    c = latent_default_config()
-    ldm, pixel = ldm_config(), pixel_config()
-    for section in ("data", "model", "train", "eval", "sample", "checkpoint"):
-        for key, value in ldm[section].items():
-            if key in c[section]:
-                c[section][key] = value
+    c = take_shared(latent_default_config(), ldm_config())
+    pixel = pixel_config()
     c.data.caption_holdout = pixel.data.caption_holdout
     c.model.transformer_resolutions = (1,)
     c.model.text_width = pixel.model.text_width

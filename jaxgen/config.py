@@ -189,6 +189,18 @@ def sibling(file: str, name: str):
     return load_module(os.path.join(os.path.dirname(os.path.abspath(file)), f"{name}.py"), name)
 
 
+def take_shared(target: ml_collections.ConfigDict, source: ml_collections.ConfigDict
+                ) -> ml_collections.ConfigDict:
+    """target with every key it shares with source set to source's value (the family stays
+    target's): an experiment built on another family's experiment."""
+    for section, values in source.items():
+        if isinstance(values, ml_collections.ConfigDict) and section in target:
+            for key, value in values.items():
+                if key in target[section]:
+                    target[section][key] = value
+    return target
+
+
 def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
     """Loads `experiments/NAME.py[:ARG]` and applies `KEY=VALUE` overrides.
 

@@ -175,3 +175,30 @@ def tree_snapshot(directory) -> dict[str, tuple[int, int]]:
             out[os.path.relpath(path, directory)] = (stat.st_size if name in files else 0,
                                                      stat.st_mtime_ns)
     return out
+
+
+def assert_devices_give_the_losses_of_one(tmp: str, config_args: list[str], steps: int,
+                                          keys: tuple[str, ...], devices: int = 8) -> None:
+    """A run on `devices` simulated devices logs the training metrics `keys` of a one-device
+    run (at steps 1, 10, 20, ...) and ends at its parameters."""
+    import jax
+    import numpy as np
+
+    from jaxgen.writers import read_metrics
+
+    rows, states = {}, {}
+    for count in (1, devices):
+        workdir = os.path.join(tmp, str(count))
+        result = run_cli("train", [*config_args, f"--workdir={workdir}",
+                                   f"--config.train.num_steps={steps}"], num_devices=count)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows[count] = read_metrics(workdir, "train")
+        states[count] = final_state(workdir)[1]
+    expected = [1, *range(10, steps + 1, 10)]
+    assert [r["step"] for r in rows[1]] == [r["step"] for r in rows[devices]] == expected
+    for a, b in zip(rows[1], rows[devices]):
+        for key in keys:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=f"{key} {a['step']}")
+    for a, b in zip(jax.tree.leaves(states[1]["params"]),
+                    jax.tree.leaves(states[devices]["params"])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)

@@ -14,8 +14,8 @@ from jaxgen.families import build
 from jaxgen.families.text_to_image import empty_prompt
 from jaxgen.models.transformer import SpatialTransformer, TextEncoder
 from jaxgen.text.tokenizer import PAD_ID, START_ID, UNK_ID, Tokenizer, TokenizerError, normalise
-from jaxgen.writers import read_metrics
-from tests.helpers import assert_kill_and_resume_match, final_state, run_cli
+from tests.helpers import (assert_devices_give_the_losses_of_one, assert_kill_and_resume_match,
+                           run_cli)
 
 TINY = ["--config=experiments/text_digits.py", "--config.model.channels=16",
         "--config.model.text_width=16", "--config.model.text_depth=1",
@@ -171,20 +171,7 @@ def test_sigkill_and_restart_end_at_the_uninterrupted_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_eight_devices_give_the_losses_of_one(tmp_path):
-    rows, states = {}, {}
-    for devices in (1, 8):
-        workdir = str(tmp_path / str(devices))
-        result = run_cli("train", [*TINY, f"--workdir={workdir}",
-                                   "--config.train.num_steps=20"], num_devices=devices)
-        assert result.returncode == 0, result.stderr[-3000:]
-        rows[devices] = read_metrics(workdir, "train")
-        states[devices] = final_state(workdir)[1]
-    assert [r["step"] for r in rows[1]] == [r["step"] for r in rows[8]] == [1, 10, 20]
-    for a, b in zip(rows[1], rows[8]):
-        for key in ("loss", "grad_norm"):
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=f"{key} {a['step']}")
-    for a, b in zip(jax.tree.leaves(states[1]["params"]), jax.tree.leaves(states[8]["params"])):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_devices_give_the_losses_of_one(str(tmp_path), TINY, 20, ("loss", "grad_norm"))
 
 
 @pytest.mark.slow
