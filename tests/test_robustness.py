@@ -423,6 +423,7 @@ def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with)
     ("sample", ["--interpolation_steps=0"], "--interpolation_steps must be >= 2"),
     ("sample", ["--attribute=a,b"], "--attribute must be two classes FROM,TO"),
     ("sample", ["--attribute=0,99"], "--attribute=0,99 names a class outside 0..9"),
+    ("sample", ["--prompt=a dark 3"], "--prompt: family 'vae' is not text-conditioned"),
     ("evaluate", ["--num_samples=-1"], "eval.num_samples must be >= 0"),
     ("evaluate", ["--num_samples=3"], "eval.num_samples=3 is too few for the sample metrics"),
     ("evaluate", ["--output=../metrics.json"], "--output must be a .json file name"),
