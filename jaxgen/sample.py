@@ -50,7 +50,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--pretrained", help="a diffusers UNet2DModel folder to sample instead of a "
                                         "workdir")
     p.add_argument("--out", help="where --pretrained writes its samples")
-    p.add_argument("--seed", type=int, default=0, help="which draw of --pretrained or --prompt samples")
+    p.add_argument("--seed", type=int, default=0,
+                   help="which draw of --pretrained or --prompt samples")
     p.add_argument("--prompt", action="append", default=[],
                    help="a text-to-image run: sample this prompt (repeatable: a row each)")
     p.add_argument("--guidance", type=float, help="short for --config.sample.guidance_scale")
