@@ -70,6 +70,8 @@ def experiment_overrides(experiment: str, synthetic: bool) -> list[str]:
     shape = SHAPES.get((config.data.source, config.data.name))
     if shape is None:
         raise config_lib.ConfigError(f"{experiment}: no known image shape for --synthetic")
+    if config.data.get("pad_to", 0):  # the padded shape the networks see
+        shape = (config.data.pad_to, config.data.pad_to, shape[2])
     return ["data.source=synthetic", f"data.synthetic_shape={shape}",
             f"data.synthetic_size={max(4 * config.train.batch_size, 1024)}"]
 
@@ -89,13 +91,13 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
     start = time.perf_counter()
     compiled, _ = trainer.compile_step(state, batch)
     warm = time.perf_counter() - start
-    for _ in range(3):  # warm-up
-        state, metrics = compiled(state, batch)
+    for s in range(3):  # warm-up (and the programs of lazy regularisers due then)
+        state, metrics = compiled(state, batch, s)
     jax.block_until_ready(metrics)
     batches = [trainer.global_batch(trainer.stream.batch_at(s)) for s in range(1, steps + 1)]
     start = time.perf_counter()
-    for b in batches:
-        state, metrics = compiled(state, b)
+    for s, b in enumerate(batches, start=3):  # lazy regularisers on their steps, as in training
+        state, metrics = compiled(state, b, s)
     jax.block_until_ready((state, metrics))
     step_seconds = (time.perf_counter() - start) / steps
     memory, memory_kind = peak_memory_bytes()
@@ -104,8 +106,8 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
         from benchmarks.profile_summary import summarise
         directory = os.path.join(profile_dir, f"{experiment}_{dtype}")
         jax.profiler.start_trace(directory, create_perfetto_trace=True)
-        for b in batches[:PROFILED_STEPS]:
-            state, metrics = compiled(state, b)
+        for s, b in enumerate(batches[:PROFILED_STEPS], start=3 + steps):
+            state, metrics = compiled(state, b, s)
         jax.block_until_ready((state, metrics))
         jax.profiler.stop_trace()
         profile = summarise(directory)

@@ -100,6 +100,9 @@ class Model:
         self.workdir, self.config, self.splits = workdir, config, splits
         self.family, self.state = family, state
         self.trainer = trainer_lib.Trainer(config, family, splits)
+        # (settings, num) -> (model under those settings, its compiled batch sampler): repeated
+        # calls (one per prompt, per seed) compile once.
+        self._samplers: dict[tuple, tuple[Model, Any]] = {}
 
     def _with(self, overrides: Mapping[str, Any]) -> Model:
         """This model under a config with overrides of keys that leave the weights alone
@@ -116,11 +119,14 @@ class Model:
         conditional model; default 0, 1, ..., K-1, 0, ...). prompt: a text-to-image model's
         prompt, e.g. "a dark sneaker" (the run's tokenizer). seed: which draw (0, 1, ...: the
         same images for the same seed). settings: sample.* keys, e.g. guidance_scale=2.0."""
-        model = self._with({f"sample.{k}": v for k, v in settings.items()})
+        cache_key = (tuple(sorted(settings.items())), num)
+        if cache_key not in self._samplers:
+            model = self._with({f"sample.{k}": v for k, v in settings.items()})
+            self._samplers[cache_key] = (model, model.trainer.batch_sampler(model.state, num))
+        model, sampler = self._samplers[cache_key]
         mesh = parallel.make_mesh()
         padded = parallel.padded(num, mesh)
         rows = parallel.process_rows(padded)
-        sampler = model.trainer.batch_sampler(model.state, num)
         if prompt is not None:
             if not isinstance(model.family, PromptModel):
                 raise config_lib.ConfigError(f"family '{self.config.family}' takes no prompt")

@@ -87,6 +87,9 @@ BASE_KEYS: dict[str, Key] = {
     "data.synthetic_size": Key(1024, "training images of source=synthetic (tests: a tenth)",
                                check=POSITIVE),
     "data.synthetic_classes": Key(10, "classes of source=synthetic", check=POSITIVE),
+    "data.pad_to": Key(0, "pad images with zeros (the background of MNIST-likes) to "
+                          "pad_to x pad_to, centred, e.g. 28 -> 32 for StyleGAN; 0: as they are",
+                       check=NON_NEGATIVE),
     "data.binarize": Key(False, "dynamic binarisation: a fresh Bernoulli draw per step"),
     "data.dequantize": Key(False, "uniform dequantisation (Theis et al. 2016)"),
     "train.num_steps": Key(1000, "training steps", check=POSITIVE),

@@ -107,6 +107,38 @@ class NoisingProcess(Protocol):
 
 
 @runtime_checkable
+class LazyRegulariser(Protocol):
+    """A family whose regularisers run on some steps only, weighted up by their interval
+    (lazy regularisation, Karras et al. 2020, sec. 3.1). The trainer compiles one train step
+    per set of regularisers due and calls `train_step(state, batch, rng, due=that set)`, so
+    each program computes exactly its terms. (One program branching with lax.cond would do
+    the same, but XLA:CPU runs convolutions inside a conditional ~50x slower: measured, and
+    jax issue 12868.) Metrics must have the same keys in every program."""
+
+    def regularisers_due(self, step: int) -> frozenset[str]:
+        """The regularisers of the update from `step` to step + 1."""
+
+
+@runtime_checkable
+class StyleGenerator(Protocol):
+    """A style-based generator (StyleGAN): a mapping network z -> w and a synthesis network
+    taking one w per style input (style mixing, truncation, path length in W)."""
+    num_ws: int  # style inputs of the synthesis network, coarsest first
+
+    def mapping(self, state: TrainState, z: jax.Array,
+                labels: jax.Array | None = None) -> jax.Array:
+        """z [B, L] -> w [B, w_dim] of the sampling generator, untruncated."""
+
+    def average_w(self, state: TrainState) -> jax.Array:
+        """[w_dim]: the running mean of w, the centre of the truncation trick."""
+
+    def synthesis(self, state: TrainState, ws: jax.Array,
+                  noise_rng: jax.Array | None = None) -> jax.Array:
+        """ws [B, num_ws, w_dim] -> images [B, H, W, C] in value_range; noise_rng None: one
+        fixed noise draw."""
+
+
+@runtime_checkable
 class PromptModel(Protocol):
     """A sampler conditioned on text prompts (text-to-image): `Sampler.sample` takes the
     condition this returns as its labels."""

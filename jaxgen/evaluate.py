@@ -9,7 +9,9 @@ the same metrics of up to N real test images against the rest of the test split 
 evaluation classifier never saw: `eval.runner.real_column_rows`); for
 families with a latent space, the reconstruction error beside PCA's at the same dimension;
 for text-to-image runs, prompt following (`eval.prompts`): class and attribute accuracy of
-eval.prompt_samples samples per prompt, on seen and held-out attribute-class pairs.
+eval.prompt_samples samples per prompt, on seen and held-out attribute-class pairs; for
+generators with eval.ppl_samples, perceptual path length in Z (and W for style-based
+generators; `eval.path_length`).
 
 Evaluations of one checkpoint that differ only in how samples are drawn or scored (a guidance
 scale, a sampler, the number of samples) take the likelihood metrics from the first of them
@@ -26,7 +28,8 @@ import time
 import jax.numpy as jnp
 
 from jaxgen import cli, config as config_lib, latent, parallel, runs, workdir as workdir_lib
-from jaxgen.contract import LatentModel, LikelihoodModel, PromptModel, Sampler
+from jaxgen.contract import (LatentGenerator, LatentModel, LikelihoodModel, PromptModel,
+                             Sampler)
 from jaxgen.data.ranges import to_model_range
 from jaxgen.eval import baselines, inception
 
@@ -106,6 +109,8 @@ def evaluate(config, splits, family, trainer, state, workdir: str,
         following = runs.prompt_metrics(trainer, state, extractors, workdir)
         values.update(following["values"])
         record["prompts"] = following["prompts"]
+    if samples and isinstance(family, LatentGenerator) and config.eval.get("ppl_samples"):
+        values.update(runs.path_length_metrics(trainer, state, extractors))
     record["worse_than_baseline"] = worse_than_baseline(values)
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():

@@ -36,7 +36,9 @@ HEADLINE = ("nll_bits_per_dim", "neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll",
             "precision", "recall", "classes_covered", "class_kl_to_data", "conditional_accuracy",
             # Prompt following of text-to-image runs (eval/prompts.py).
             "seen_class_accuracy", "seen_brightness_accuracy", "seen_size_accuracy",
-            "held_out_class_accuracy", "held_out_brightness_accuracy", "held_out_size_accuracy")
+            "held_out_class_accuracy", "held_out_brightness_accuracy", "held_out_size_accuracy",
+            # Perceptual path length of generators (eval/path_length.py).
+            "ppl_z", "ppl_w")
 SAMPLE_COUNTS = ("num_samples", "num_reference")  # generated and test images compared
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 
-PURPOSES = {"train": 0, "init": 1, "eval": 2, "sample": 3}
+PURPOSES = {"train": 0, "init": 1, "eval": 2, "sample": 3, "path_length": 4}
 
 
 def root_key_data(seed: int) -> jax.Array:

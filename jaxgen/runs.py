@@ -19,11 +19,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen import cli, config as config_lib, contract, families, parallel, pretrained
+from jaxgen import cli, config as config_lib, contract, families, latent, parallel, pretrained
+from jaxgen import rng as rng_lib
 from jaxgen import trainer as trainer_lib, workdir as workdir_lib
 from jaxgen.contract import Sampler
 from jaxgen.data import captions, sources
-from jaxgen.eval import extractor as extractor_lib, inception, prompts, runner
+from jaxgen.data.ranges import to_unit_range
+from jaxgen.eval import extractor as extractor_lib, inception, path_length, prompts, runner
 from jaxgen.eval.extractor import Extractor
 from jaxgen.families import build, classifier, trained
 from jaxgen.state import TrainState
@@ -79,6 +81,7 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     for key in ("source", "name", "data_dir", "synthetic_shape", "synthetic_size",
                 "synthetic_classes"):
         c.data[key] = config.data[key]
+    c.data.pad_to = config.data.get("pad_to", 0)
     c.train.num_steps = config.eval.extractor_steps
     # Its own seed, not the run's: every run on a dataset shares one extractor.
     c.seed = 0
@@ -104,6 +107,8 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
     for key, default in LATER_WEIGHT_KEY_DEFAULTS.items():
         if tree["train"].get(key) == default:
             tree["train"].pop(key)
+    if not tree["data"]["pad_to"]:  # added after the first caches: unpadded data keeps them
+        tree["data"].pop("pad_to")
     if c.data.source != "synthetic":
         tree["data"] = {k: v for k, v in tree["data"].items() if not k.startswith("synthetic_")}
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
@@ -200,6 +205,52 @@ def prompt_metrics(trainer: trainer_lib.Trainer, state: TrainState,
     return prompts.prompt_following(sample, prompts.suite(captioner),
                                     workdir_lib.read_tokenizer(workdir), extractors["classes"],
                                     captioner, config.eval.prompt_samples, batch_size)
+
+
+def path_length_metrics(trainer: trainer_lib.Trainer, state: TrainState,
+                        extractors: dict[str, Extractor]) -> dict[str, float]:
+    """Perceptual path length (`eval.path_length`) of a generator, in Z and, for a
+    style-based generator, in W (untruncated): eval.ppl_samples pairs each, on the
+    evaluation classifier's features."""
+    config, family = trainer.config, trainer.family
+    eps, batch_size = config.eval.ppl_epsilon, config.eval.sample_batch_size
+    classes = family.sampling_classes
+    style_based = isinstance(family, contract.StyleGenerator)
+
+    def pair(key_data, in_w: bool):
+        z_rng, t_rng, label_rng, noise_rng = jax.random.split(jax.random.wrap_key_data(key_data), 4)
+        z = family.latents(z_rng, 2 * batch_size)
+        t = jax.random.uniform(t_rng, (batch_size, 1))
+        labels = jax.random.randint(label_rng, (batch_size,), 0, classes) if classes else None
+        if in_w:
+            both = None if labels is None else jax.numpy.concatenate([labels, labels])
+            w0, w1 = jax.numpy.split(family.mapping(state, z, both), 2)
+            ends = [w0 + (w1 - w0) * s for s in (t, t + eps)]
+        else:
+            slerp = jax.vmap(latent.slerp)
+            z0, z1 = jax.numpy.split(z, 2)
+            zs = [slerp(z0, z1, s)[:, 0] for s in (t, t + eps)]
+            if not style_based:
+                return [to_unit_range(family.from_latents(state, z, labels), family.value_range)
+                        for z in zs]
+            ends = [family.mapping(state, z, labels) for z in zs]
+        # The same noise for both ends: only the step along the path differs.
+        return [to_unit_range(family.synthesis(state, jax.numpy.repeat(
+            w[:, None], family.num_ws, axis=1), noise_rng), family.value_range) for w in ends]
+
+    compiled = jax.jit(pair, static_argnums=1)
+    num_batches = -(-config.eval.ppl_samples // batch_size)
+    root = rng_lib.purpose_key(rng_lib.as_key(state.rng), "path_length")
+    features = extractors["classes"].apply
+    values = {}
+    for space, in_w in (("z", False), ("w", True))[:2 if style_based else 1]:
+        def pairs(b: int):
+            key = jax.random.key_data(jax.random.fold_in(root, 2 * b + in_w))
+            return tuple(np.asarray(x) for x in compiled(key, in_w))
+        lengths = path_length.path_lengths(
+            pairs, lambda x: np.asarray(features(x)["features"]), num_batches, eps)
+        values[f"ppl_{space}"] = path_length.trimmed_mean(lengths[:config.eval.ppl_samples])
+    return values
 
 
 def eval_hooks(config: ml_collections.ConfigDict, family) -> list[trainer_lib.EvalHook]:

@@ -5,7 +5,8 @@ for families with a latent space (encode/decode), linear and spherical interpola
 between test images, attribute arithmetic, and a scatter plot of 2-D latents; for
 generators without an encoder (GANs), interpolations between prior draws and attribute
 vectors between classes the evaluation classifier assigns to samples (a conditional
-generator: one z per row rendered in every class); for
+generator: one z per row rendered in every class); for style-based generators (StyleGAN),
+style mixing, a truncation sweep, per-layer noise and interpolation in W against Z; for
 families with a noising process (diffusion), a forward-process strip (test images at
 increasing t) and a reverse-process strip (x_t along sampling trajectories).
 Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .eta,
@@ -31,9 +32,10 @@ import numpy as np
 import os
 import sys
 
-from jaxgen import cli, latent, parallel, runs, viz, workdir as workdir_lib
+from jaxgen import cli, latent, parallel, runs, style_pictures, viz, workdir as workdir_lib
 from jaxgen.config import ConfigError
-from jaxgen.contract import LatentGenerator, LatentModel, NoisingProcess, PromptModel
+from jaxgen.contract import (LatentGenerator, LatentModel, NoisingProcess, PromptModel,
+                             StyleGenerator)
 from jaxgen.data.ranges import to_model_range, to_unit_range
 from jaxgen.state import TrainState
 
@@ -108,6 +110,10 @@ def main(argv: list[str]) -> None:
         written += latent_pictures(family, state, splits, config, flags, picture, step)
     if isinstance(family, LatentGenerator) and parallel.is_primary():
         written += generator_pictures(family, state, splits, config, flags, picture, step)
+    if isinstance(family, StyleGenerator) and parallel.is_primary():
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 30_000)
+        written += style_pictures.write_all(family, state, rng, config.sample.truncation_psi,
+                                            picture)
     if isinstance(family, NoisingProcess):
         written += process_pictures(family, state, splits, picture)
     for path in written:

@@ -78,15 +78,17 @@ class Trainer:
                                out_shardings=repl,
                                compiler_options=runtime.init_compiler_options(self.mesh))
         self.step_fn = jax.jit(self._train_step, in_shardings=(repl, data),
-                               out_shardings=(repl, repl), donate_argnums=0)
+                               out_shardings=(repl, repl), donate_argnums=0, static_argnums=2)
         self.eval_fn = self.compile_eval(family.eval_step)
         self.sample_fn = jax.jit(self._sample, static_argnums=2, out_shardings=repl)
 
     # Pure functions, compiled above.
 
-    def _train_step(self, state: TrainState, batch: dict[str, jax.Array]):
+    def _train_step(self, state: TrainState, batch: dict[str, jax.Array],
+                    due: frozenset[str] | None = None):
         rng = purpose_key(as_key(state.rng), "train", state.step)
-        new_state, metrics = self.family.train_step(state, batch, rng)
+        kwargs = {} if due is None else {"due": due}
+        new_state, metrics = self.family.train_step(state, batch, rng, **kwargs)
         new_state = new_state.replace(step=state.step + 1)
         if self.ema:
             new_state = new_state.replace(ema_params=ema_update(
@@ -95,19 +97,17 @@ class Trainer:
         return new_state, metrics
 
     def compile_step(self, state: TrainState, batch: dict[str, jax.Array]
-                     ) -> tuple[Callable, int]:
-        """(the train step compiled ahead of time for these shapes, its FLOPs per global step):
-        one trace serves the FLOP count (convolutions and matmuls of its jaxpr, `jaxgen.flops`)
-        and the compile, which is logged with its duration."""
-        traced = self.step_fn.trace(state, batch)
-        counted = flops.count_jaxpr(traced.jaxpr.jaxpr)
-        start = time.perf_counter()
-        compiled = traced.lower().compile()
-        step_flops = counted["conv"] + counted["dot"]
-        log.info("train step compiled in %.1f s; %.3g GFLOP per image (convolutions and "
-                 "matmuls)", time.perf_counter() - start,
-                 step_flops / self.config.train.batch_size / 1e9)
-        return compiled, step_flops
+                     ) -> tuple["StepPrograms", int]:
+        """(the train step compiled ahead of time for these shapes, called as
+        programs(state, batch, step); its FLOPs per global step). With lazy regularisers the
+        program compiled now is that of step 1, the common step (only the regularisers due
+        on every step); the others compile when first due."""
+        programs = StepPrograms(self)
+        return programs, programs.compile(state, batch, self.regularisers_due(1))
+
+    @property
+    def lazy(self) -> bool:
+        return isinstance(self.family, contract.LazyRegulariser)
 
     def compile_eval(self, step_fn: Callable) -> Callable:
         """(state, batch, index) -> (masked sums of step_fn's per-example metrics, count)."""
@@ -123,6 +123,11 @@ class Trainer:
 
     def _sample(self, state: TrainState, key_data: jax.Array, num: int):
         return self.family.sample(state, as_key(key_data), num)
+
+    def regularisers_due(self, step: int) -> frozenset[str] | None:
+        """The program key of `step`: its due regularisers, or None for a family without
+        lazy ones."""
+        return self.family.regularisers_due(step) if self.lazy else None
 
     # Host-side driving.
 
@@ -197,6 +202,38 @@ class Trainer:
         root = as_key(state.rng)
         return lambda b, labels: compiled(
             state, jax.random.key_data(purpose_key(root, "sample", 1_000_000 + b)), labels)
+
+
+class StepPrograms:
+    """The train step compiled ahead of time: one program, or for a family with lazy
+    regularisers (`contract.LazyRegulariser`) one per set of regularisers due, each compiled
+    when first due (StyleGAN with lazy R1: two). Call: programs(state, batch, step)."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.programs: dict[Any, Callable] = {}
+
+    def compile(self, state: TrainState, batch: dict[str, jax.Array], due) -> int:
+        """Compiles the program of `due` for these shapes; logs its compile time and returns
+        its FLOPs per global step (convolutions and matmuls of its jaxpr, `jaxgen.flops`,
+        from the trace the compile uses)."""
+        traced = self.trainer.step_fn.trace(state, batch, due)
+        counted = flops.count_jaxpr(traced.jaxpr.jaxpr)
+        start = time.perf_counter()
+        self.programs[due] = traced.lower().compile()
+        step_flops = counted["conv"] + counted["dot"]
+        lazy = sorted(set(due or ()) - set(self.trainer.regularisers_due(1) or ()))
+        what = f" (with {', '.join(lazy)})" if lazy else ""  # beyond those of every step
+        log.info("train step%s compiled in %.1f s; %.3g GFLOP per image (convolutions and "
+                 "matmuls)", what, time.perf_counter() - start,
+                 step_flops / self.trainer.config.train.batch_size / 1e9)
+        return step_flops
+
+    def __call__(self, state: TrainState, batch: dict[str, jax.Array], step: int):
+        due = self.trainer.regularisers_due(step)
+        if due not in self.programs:
+            self.compile(state, batch, due)
+        return self.programs[due](state, batch)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, family: Family,
@@ -359,7 +396,7 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
             for step in range(start, num_steps):
                 batch = trainer.global_batch(trainer.stream.batch_at(step))
                 profile.before(step)
-                state, metrics = step_fn(state, batch)
+                state, metrics = step_fn(state, batch, step)
                 profile.after(step + 1, metrics)
                 bar.update(1)
                 run_actions(actions, step + 1, state, metrics, step + 1 == num_steps)

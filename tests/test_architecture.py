@@ -131,7 +131,9 @@ def test_every_registered_family_declares_its_keys_and_fulfils_the_contract(name
     # Captioned data for the text families: a vocabulary and a prompt per class.
     text = dict(vocab_size=12, max_tokens=6,
                 class_prompts=tuple((2, 4, 5 + k % 7, 0, 0, 0) for k in range(10)))
-    family = build(config, DataSpec((8, 8, 1), 10, 16, **(text if "text" in name else {})))
+    size = 32 if name == "stylegan" else 8  # StyleGAN's default widths make 32x32 images
+    family = build(config, DataSpec((size, size, 1), 10, 16,
+                                    **(text if "text" in name else {})))
     assert isinstance(family, contract.Family)
     assert not contract.missing_members(family)
 

@@ -24,6 +24,23 @@ def test_digits_split(digits):
     assert set(np.unique(test.labels)) == set(range(10))
 
 
+def test_padding_centres_the_images_in_zeros(digits):
+    import ml_collections
+    data = ml_collections.ConfigDict({"source": "digits", "name": "", "data_dir": "",
+                                      "synthetic_shape": (8, 8, 1), "synthetic_size": 1,
+                                      "synthetic_classes": 10, "pad_to": 13})
+    padded = sources.from_config(data)
+    for name, split in digits.items():
+        images = padded[name].images
+        assert images.shape[1:] == (13, 13, 1)
+        np.testing.assert_array_equal(images[:, 2:10, 2:10], split.images)  # 2 + 8 + 3
+        assert images.sum() == split.images.sum()
+        np.testing.assert_array_equal(padded[name].labels, split.labels)
+    data.pad_to = 7
+    with pytest.raises(sources.DatasetError, match="data.pad_to=7 is smaller than the 8x8"):
+        sources.from_config(data)
+
+
 def test_batches_are_a_function_of_seed_and_step(digits):
     a = TrainStream(digits["train"], 64, seed=3, rows=slice(0, 64))
     b = TrainStream(digits["train"], 64, seed=3, rows=slice(0, 64))

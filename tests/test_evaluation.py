@@ -64,6 +64,7 @@ def test_classifier_cache_key_covers_only_what_decides_its_weights():
     assert classifier_directory(load("experiments/vae_digits.py",
                                      ["eval.extractor_steps=100"])) != base
     assert classifier_directory(load("experiments/vae_fashion_mnist.py", [])) != base
+    assert classifier_directory(load("experiments/vae_digits.py", ["data.pad_to=16"])) != base
 
 
 def test_fid_real_vs_real_near_zero_and_grows_with_corruption(digits):

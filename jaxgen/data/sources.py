@@ -105,12 +105,26 @@ def from_config(data) -> dict[str, Split]:
     data.captions asks for it."""
     splits = load(data.source, data.name, data.data_dir,
                   (tuple(data.synthetic_shape), data.synthetic_size, data.synthetic_classes))
+    if data.get("pad_to", 0):
+        splits = {name: pad(split, data.pad_to) for name, split in splits.items()}
     if data.get("captions", ""):
         try:
             splits = captions.add_captions(splits, tuple(data.caption_holdout), data.max_tokens)
         except captions.CaptionError as e:
             raise DatasetError(str(e)) from None
     return splits
+
+
+def pad(split: Split, size: int) -> Split:
+    """split with its images padded with zeros to [size, size], centred (the extra pixel of an
+    odd margin at the bottom and right)."""
+    h, w = split.images.shape[1:3]
+    if size < h or size < w:
+        raise DatasetError(f"data.pad_to={size} is smaller than the {h}x{w} images")
+    top, left = (size - h) // 2, (size - w) // 2
+    images = np.pad(split.images, ((0, 0), (top, size - h - top), (left, size - w - left),
+                                   (0, 0)))
+    return dataclasses.replace(split, images=images)
 
 
 def load(source: str, name: str = "", data_dir: str = "",

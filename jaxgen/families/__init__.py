@@ -27,6 +27,7 @@ FAMILIES = {
     "diffusion": "jaxgen.families.diffusion:DiffusionFamily",
     "latent_diffusion": "jaxgen.families.latent_diffusion:LatentDiffusionFamily",
     "gan": "jaxgen.families.gan:GANFamily",
+    "stylegan": "jaxgen.families.stylegan:StyleGANFamily",
     "pixelcnn": "jaxgen.families.pixelcnn:PixelCNNFamily",
     "text_diffusion": "jaxgen.families.text_to_image:TextDiffusionFamily",
     "text_latent_diffusion": "jaxgen.families.text_to_image:TextLatentDiffusionFamily",

@@ -36,6 +36,8 @@ KEYS = {
                                      check=POSITIVE),
     "model.r1_gamma": Key(0.0, "R1 penalty gamma/2 E||grad_x D(x)||^2 on real data (0: off)",
                           check=NON_NEGATIVE),
+    "model.r1_interval": Key(1, "lazy regularisation (Karras et al. 2020, sec. 3.1): R1 on one "
+                                "step in r1_interval, weighted by r1_interval", check=POSITIVE),
     "model.spectral_norm": Key(False, "spectral normalisation of every discriminator layer"),
     # Separate rates allow the two time-scale update rule (Heusel et al. 2017); a generator
     # rate of 0 freezes G while D learns (the vanishing-gradient experiment).
@@ -48,12 +50,23 @@ KEYS = {
     "train.ema_decay": Key(0.999, "EMA of the generator, which samples are drawn from"),
     "eval.num_examples": Key(2000, "test examples of the eval step (0: all)",
                              check=NON_NEGATIVE),
+    "eval.ppl_samples": Key(0, "perceptual path length in Z (and W for StyleGAN): pairs per "
+                               "space in jaxgen.evaluate (0: off)", check=NON_NEGATIVE),
+    "eval.ppl_epsilon": Key(1e-4, "perceptual path length: the step along the path",
+                            check=POSITIVE),
 }
 
 
 def default_config() -> ml_collections.ConfigDict:
     """The GAN's keys with their defaults."""
     return config_lib.from_keys("gan", KEYS)
+
+
+def player_optimizers(train_config) -> dict[str, optax.GradientTransformation]:
+    """{"generator": ..., "discriminator": ...}: each player's Adam at its learning rate."""
+    return {"generator": make_optimizer(train_config),
+            "discriminator": make_optimizer(train_config,
+                                            train_config.discriminator_learning_rate)}
 
 
 class GANFamily(FamilyBase):
@@ -73,16 +86,14 @@ class GANFamily(FamilyBase):
         self.latent_dim = m.latent_dim
         self.discriminator_steps = m.discriminator_steps
         self.r1_gamma = m.r1_gamma
+        self.r1_interval = m.get("r1_interval", 1)
         self.spectral_norm = m.spectral_norm
         self.num_classes = data.num_classes if m.conditional else 0
         self.generator = Generator(data.image_shape, tuple(m.generator_features),
                                    self.num_classes)
         self.discriminator = Discriminator(tuple(m.discriminator_features), self.num_classes,
                                            m.spectral_norm)
-        self.optimizers = {
-            "generator": make_optimizer(config.train),
-            "discriminator": make_optimizer(config.train,
-                                            config.train.discriminator_learning_rate)}
+        self.optimizers = player_optimizers(config.train)
 
     # Building blocks.
 
@@ -114,10 +125,27 @@ class GANFamily(FamilyBase):
         grad_x = jax.grad(logit_sum)(real)
         return jnp.mean(jnp.sum(jnp.square(grad_x), axis=(1, 2, 3)))
 
+    # Lazy regularisation (contract.LazyRegulariser): a regulariser of interval k runs on the
+    # steps divisible by k, weighted by k: the same expected weight for a k-th of the cost
+    # (Karras et al. 2020, sec. 3.1).
+
+    def regularisation_intervals(self) -> dict[str, int]:
+        """{regulariser: interval} of the regularisers this run uses."""
+        return {"r1": self.r1_interval} if self.r1_gamma > 0 else {}
+
+    def regularisers_due(self, step: int) -> frozenset[str]:
+        return frozenset(name for name, k in self.regularisation_intervals().items()
+                         if step % k == 0)
+
+    def r1_weight(self, due: frozenset[str]) -> float:
+        """The R1 penalty's weight in an update whose due regularisers are `due`."""
+        return 0.5 * self.r1_gamma * self.r1_interval if "r1" in due else 0.0
+
     def discriminator_objective(self, discriminator_params, model_state, real, fake,
-                                labels=None):
-        """The discriminator's loss on real [B, ...] and fake [B, ...] images (fake is a
-        constant here: no gradient reaches the generator) -> (loss, aux)."""
+                                labels=None, r1_weight: float = 0.0):
+        """The discriminator's loss on real [B, ...] and fake [B, ...] images, plus r1_weight
+        times the R1 penalty (fake is a constant here: no gradient reaches the generator)
+        -> (loss, aux)."""
         both_labels = None if labels is None else jnp.concatenate([labels, labels])
         logits, model_state = self.logits(discriminator_params, model_state,
                                           jnp.concatenate([real, fake]), both_labels,
@@ -126,8 +154,8 @@ class GANFamily(FamilyBase):
         kind = "hinge" if self.loss == "hinge" else "cross_entropy"
         adversarial = gan_losses.discriminator_loss(real_logits, fake_logits, kind)
         r1 = (self.r1_penalty(discriminator_params, model_state, real, labels)
-              if self.r1_gamma > 0 else jnp.zeros(()))
-        loss = adversarial + 0.5 * self.r1_gamma * r1
+              if r1_weight else jnp.zeros(()))
+        loss = adversarial + r1_weight * r1
         return loss, {"model_state": model_state, "d_adversarial": adversarial, "r1": r1,
                       "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                       "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
@@ -138,6 +166,10 @@ class GANFamily(FamilyBase):
         fake = self.generate(generator_params, z, labels)
         logits, _ = self.logits(discriminator_params, model_state, fake, labels)
         return gan_losses.generator_loss(logits, self.loss), jnp.mean(jax.nn.sigmoid(logits))
+
+    def draw_fakes(self, generator_params, model_state, rng, num: int, labels=None):
+        """num samples of the current generator for a discriminator update."""
+        return self.generate(generator_params, self.latents(rng, num), labels)
 
     def _update(self, name, params, opt_state, grads):
         updates, new_opt_state = self.optimizers[name].update(grads, opt_state[name],
@@ -156,22 +188,24 @@ class GANFamily(FamilyBase):
         params["discriminator"] = variables["params"]
         return new_state(params, self.optimizers, variables.get(SPECTRAL_STATS))
 
-    def discriminator_phase(self, state: TrainState, batch, rng):
-        """`discriminator_steps` updates of D against samples of the current G; G untouched."""
+    def discriminator_phase(self, state: TrainState, batch, rng, due=None):
+        """`discriminator_steps` updates of D against samples of the current G, with the
+        regularisers in `due` (None: all of them); G untouched."""
+        r1_weight = self.r1_weight(self.all_due(due))
         real, labels = batch["image"], self.labels(batch)
         chex.assert_rank(real, 4)
         params, opt_state, model_state = state.params, state.opt_state, state.model_state
         for k in range(self.discriminator_steps):
-            fake = self.generate(params["generator"],
-                                 self.latents(jax.random.fold_in(rng, k), real.shape[0]), labels)
+            fake = self.draw_fakes(params["generator"], model_state, jax.random.fold_in(rng, k),
+                                   real.shape[0], labels)
             (d_loss, aux), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
-                params["discriminator"], model_state, real, fake, labels)
+                params["discriminator"], model_state, real, fake, labels, r1_weight)
             model_state = aux.pop("model_state")
             params, opt_state = self._update("discriminator", params, opt_state, grads)
         metrics = dict(aux, d_loss=d_loss, d_grad_norm=optax.global_norm(grads))
         return state.replace(params=params, opt_state=opt_state, model_state=model_state), metrics
 
-    def generator_phase(self, state: TrainState, batch, rng):
+    def generator_phase(self, state: TrainState, batch, rng, due=None):
         """One update of G through the frozen D; D and its spectral-norm vectors untouched."""
         labels = self.labels(batch)
         z = self.latents(rng, batch["image"].shape[0])
@@ -183,10 +217,15 @@ class GANFamily(FamilyBase):
                    "g_grad_norm": optax.global_norm(grads)}
         return state.replace(params=params, opt_state=opt_state), metrics
 
-    def train_step(self, state: TrainState, batch, rng):
+    def all_due(self, due: frozenset[str] | None) -> frozenset[str]:
+        return frozenset(self.regularisation_intervals()) if due is None else due
+
+    def train_step(self, state: TrainState, batch, rng, due: frozenset[str] | None = None):
+        """One alternating update with the regularisers in `due` (the trainer gives the step's,
+        `regularisers_due`; None: all of them)."""
         d_rng, g_rng = jax.random.split(rng)
-        state, d_metrics = self.discriminator_phase(state, batch, d_rng)
-        state, g_metrics = self.generator_phase(state, batch, g_rng)
+        state, d_metrics = self.discriminator_phase(state, batch, d_rng, due)
+        state, g_metrics = self.generator_phase(state, batch, g_rng, due)
         return state, {**d_metrics, **g_metrics}
 
     def eval_step(self, state: TrainState, batch, rng):
