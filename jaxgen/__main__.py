@@ -1,7 +1,7 @@
 """jaxgen COMMAND [ARGS...]: the console command, the same as python -m jaxgen.COMMAND ARGS...
 
-Commands: train, sample, evaluate, sweep, report, keys, import_pretrained, export (each takes
---help). `pip install -e .`
+Commands: train, sample, evaluate, translate, sweep, report, keys, import_pretrained, export
+(each takes --help). `pip install -e .`
 (scripts/setup.sh) puts `jaxgen` on the venv's PATH.
 """
 
@@ -12,8 +12,8 @@ import sys
 
 from jaxgen import cli
 
-COMMANDS = ("train", "sample", "evaluate", "sweep", "report", "keys", "import_pretrained",
-            "export")
+COMMANDS = ("train", "sample", "evaluate", "translate", "sweep", "report", "keys",
+            "import_pretrained", "export")
 
 
 def main() -> None:

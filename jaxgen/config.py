@@ -71,25 +71,70 @@ class Key:
 
 Keys = Mapping[str, Key]  # "section.name" -> Key
 
+# Where one dataset's images come from: the keys of `data.` and of each domain of two-domain
+# data (`data.domain_a.`, `data.domain_b.`, CycleGAN).
+SOURCES = ("digits", "tfds", "idx", "folder", "synthetic")
+TRANSFORMS = ("none", "invert", "flip_vertical", "flip_horizontal", "rotate90", "flip_invert")
+ON_BAD_FILE = ("error", "skip")
+SOURCE_KEYS: dict[str, Key] = {
+    "source": Key("digits", "where images come from; folder: a directory of PNG/JPEG files; "
+                            "synthetic: random pixels for benchmarks and smoke tests",
+                  choices=SOURCES),
+    "name": Key("", "tfds name, e.g. fashion_mnist"),
+    "data_dir": Key("", "tfds data_dir, the folder of IDX files for source=idx, or the "
+                        "image folder of source=folder"),
+    "tfds_splits": Key(("train", "test"), "source=tfds: the splits read as train and test, "
+                                          "e.g. ('trainA', 'testA') for a domain of "
+                                          "cycle_gan/horse2zebra",
+                       check=Check(lambda v: len(v) == 2 and all(isinstance(x, str) and x
+                                                                 for x in v),
+                                   "must be two split names")),
+    "image_size": Key(0, "resize the shorter side to this (antialiased bicubic) and "
+                         "centre-crop a square (0: keep sizes, which must then agree)",
+                      check=NON_NEGATIVE),
+    "channels": Key(3, "source=folder: 3 (RGB) or 1 (grayscale)", choices=(1, 3)),
+    "on_bad_file": Key("error", "source=folder: an unreadable image stops with its name, or "
+                                "is skipped and counted", choices=ON_BAD_FILE),
+    "test_fraction": Key(0.1, "source=folder without train/ and test/ subfolders: the share "
+                              "of images held out for testing (a fixed seeded split)",
+                         check=Check(lambda v: 0.0 < v < 1.0, "must be in (0, 1)")),
+    "synthetic_shape": Key((32, 32, 3), "[H, W, C] of source=synthetic", check=POSITIVE_ENTRIES),
+    "synthetic_size": Key(1024, "training images of source=synthetic (tests: a tenth)",
+                          check=POSITIVE),
+    "synthetic_classes": Key(10, "classes of source=synthetic", check=POSITIVE),
+    "classes": Key((), "keep only these class ids, e.g. (7,) for Fashion-MNIST's sneakers "
+                       "(labels keep their ids); (): every class",
+                   check=Check(lambda v: all(type(c) is int and c >= 0 for c in v),
+                               "must be a tuple of class ids >= 0")),
+    "part": Key((0, 1), "(k, n): part k of n disjoint parts of each split (a fixed seeded "
+                        "partition): one dataset's images shared out between two domains",
+                check=Check(lambda v: len(v) == 2 and 0 <= v[0] < v[1], "must be (k, n) with "
+                                                                        "0 <= k < n")),
+    "transform": Key("none", "a fixed transform of every image: a domain whose true "
+                             "translation is known", choices=TRANSFORMS),
+    "pad_to": Key(0, "pad images with zeros (the background of MNIST-likes) to "
+                     "pad_to x pad_to, centred, e.g. 28 -> 32 for StyleGAN; 0: as they are",
+                  check=NON_NEGATIVE),
+}
+
+
+def source_keys(prefix: str, **defaults: Any) -> dict[str, Key]:
+    """SOURCE_KEYS under `prefix` ("data." or "data.domain_a."), with other defaults."""
+    return {prefix + name: dataclasses.replace(key, default=defaults[name])
+            if name in defaults else key for name, key in SOURCE_KEYS.items()}
+
+
 BASE_KEYS: dict[str, Key] = {
     "family": Key("", "a registered family (python -m jaxgen.keys lists them) or "
                       "\"package.module:Factory\""),
     "seed": Key(0, "the root of every random draw of the run",
                 check=Check(lambda v: isinstance(v, int) and 0 <= v < 2**31,
                             "must be an integer in [0, 2^31)")),
-    "data.source": Key("digits", "where images come from; synthetic: random pixels for "
-                                 "benchmarks and smoke tests",
-                       choices=("digits", "tfds", "idx", "synthetic")),
-    "data.name": Key("", "tfds name, e.g. fashion_mnist"),
-    "data.data_dir": Key("", "tfds data_dir, or the folder of IDX files for source=idx"),
-    "data.synthetic_shape": Key((32, 32, 3), "[H, W, C] of source=synthetic",
-                                check=POSITIVE_ENTRIES),
-    "data.synthetic_size": Key(1024, "training images of source=synthetic (tests: a tenth)",
-                               check=POSITIVE),
-    "data.synthetic_classes": Key(10, "classes of source=synthetic", check=POSITIVE),
-    "data.pad_to": Key(0, "pad images with zeros (the background of MNIST-likes) to "
-                          "pad_to x pad_to, centred, e.g. 28 -> 32 for StyleGAN; 0: as they are",
-                       check=NON_NEGATIVE),
+    **source_keys("data."),
+    "data.source": dataclasses.replace(
+        SOURCE_KEYS["source"], choices=SOURCES + ("domains",),
+        help=SOURCE_KEYS["source"].help + "; domains: two unpaired domains, data.domain_a "
+                                          "and data.domain_b (CycleGAN)"),
     "data.binarize": Key(False, "dynamic binarisation: a fresh Bernoulli draw per step"),
     "data.dequantize": Key(False, "uniform dequantisation (Theis et al. 2016)"),
     "train.num_steps": Key(1000, "training steps", check=POSITIVE),
@@ -100,6 +145,9 @@ BASE_KEYS: dict[str, Key] = {
                              choices=("constant", "cosine", "linear")),
     "train.warmup_steps": Key(0, "steps of linear warmup from 0 to learning_rate",
                               check=NON_NEGATIVE),
+    "train.decay_start_step": Key(0, "the decayed schedules hold learning_rate until this step "
+                                     "(CycleGAN: half of num_steps), then decay",
+                                  check=NON_NEGATIVE),
     "train.lr_end_fraction": Key(0.0, "the decayed schedules' final rate, as a fraction of "
                                       "learning_rate", check=NON_NEGATIVE),
     "train.weight_decay": Key(0.0, "AdamW weight decay", check=NON_NEGATIVE),
@@ -311,9 +359,22 @@ def from_keys(family: str, keys: Keys) -> ml_collections.ConfigDict:
     c.family = family
     for name, key in keys.items():
         section, _, leaf = name.rpartition(".")
-        node = c[section] if section else c
-        node[leaf] = key.default
+        node_at(c, section, create=True)[leaf] = key.default
     return c
+
+
+def node_at(config: ml_collections.ConfigDict, section: str, create: bool = False
+            ) -> ml_collections.ConfigDict | None:
+    """The section "a" or "a.b" of config ("": config itself); None where it is missing,
+    unless create."""
+    node = config
+    for part in filter(None, section.split(".")):
+        if part not in node:
+            if not create:
+                return None
+            node[part] = ml_collections.ConfigDict()
+        node = node[part]
+    return node
 
 
 def with_defaults(keys: Keys, **defaults: Any) -> dict[str, Key]:
@@ -330,8 +391,7 @@ def check_keys(config: ml_collections.ConfigDict, keys: Keys) -> None:
     """Raises ConfigError naming the first declared key that is missing or out of bounds."""
     for name, key in keys.items():
         section, _, leaf = name.rpartition(".")
-        node = config[section] if section and section in config else (None if section
-                                                                       else config)
+        node = node_at(config, section)
         if node is None or leaf not in node:
             raise ConfigError(f"config key '{name}' is required by family '{config.family}'")
         value = node[leaf]
@@ -390,11 +450,7 @@ def fill_declared(config: ml_collections.ConfigDict, keys: Keys) -> ml_collectio
     its absence implies (`Key.implied`)."""
     for name, key in keys.items():
         section, _, leaf = name.rpartition(".")
-        node = config
-        for part in filter(None, section.split(".")):
-            if part not in node:
-                node[part] = ml_collections.ConfigDict()
-            node = node[part]
+        node = node_at(config, section, create=True)
         if leaf not in node:
             node[leaf] = key.implied
     return config

@@ -139,6 +139,16 @@ class StyleGenerator(Protocol):
 
 
 @runtime_checkable
+class Translator(Protocol):
+    """Unpaired image-to-image translation between two domains A and B (CycleGAN): batches
+    carry domain B's images as "image_b" beside A's "image"."""
+
+    def translate(self, state: TrainState, images: jax.Array, direction: str) -> jax.Array:
+        """images [B, H, W, C] in value_range of domain A (direction "ab") or B ("ba") -> their
+        translations into the other domain, by the sampling (EMA) parameters."""
+
+
+@runtime_checkable
 class PromptModel(Protocol):
     """A sampler conditioned on text prompts (text-to-image): `Sampler.sample` takes the
     condition this returns as its labels."""
@@ -211,14 +221,16 @@ def missing_members(family: Any) -> list[str]:
     return [name for name in required if not hasattr(family, name)]
 
 
-def example_batch(image_shape: tuple[int, ...], size: int = 1,
-                  max_tokens: int = 0) -> dict[str, jax.Array]:
+def example_batch(image_shape: tuple[int, ...], size: int = 1, max_tokens: int = 0,
+                  two_domains: bool = False) -> dict[str, jax.Array]:
     """Zeros of a batch's shapes: what init needs to trace parameter shapes (captioned data:
-    tokens [size, max_tokens] too)."""
+    tokens [size, max_tokens] too; two-domain data: image_b and label_b)."""
     batch = {"image": jnp.zeros((size, *image_shape), jnp.float32),
              "label": jnp.zeros((size,), jnp.int32)}
     if max_tokens:
         batch["tokens"] = jnp.zeros((size, max_tokens), jnp.int32)
+    if two_domains:
+        batch.update(image_b=batch["image"], label_b=batch["label"])
     return batch
 
 

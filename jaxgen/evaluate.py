@@ -11,7 +11,10 @@ families with a latent space, the reconstruction error beside PCA's at the same 
 for text-to-image runs, prompt following (`eval.prompts`): class and attribute accuracy of
 eval.prompt_samples samples per prompt, on seen and held-out attribute-class pairs; for
 generators with eval.ppl_samples, perceptual path length in Z (and W for style-based
-generators; `eval.path_length`).
+generators; `eval.path_length`); for translators (CycleGAN), on eval.num_samples test images
+per direction: FID/KID of the translations against the target domain, cycle error, the error
+against the true translation where one is known, class agreement and target-class accuracy
+(`eval.translation`).
 
 Evaluations of one checkpoint that differ only in how samples are drawn or scored (a guidance
 scale, a sampler, the number of samples) take the likelihood metrics from the first of them
@@ -29,7 +32,7 @@ import jax.numpy as jnp
 
 from jaxgen import cli, config as config_lib, latent, parallel, runs, workdir as workdir_lib
 from jaxgen.contract import (LatentGenerator, LatentModel, LikelihoodModel, PromptModel,
-                             Sampler)
+                             Sampler, Translator)
 from jaxgen.data.ranges import to_model_range
 from jaxgen.eval import baselines, inception
 
@@ -111,6 +114,8 @@ def evaluate(config, splits, family, trainer, state, workdir: str,
         record["prompts"] = following["prompts"]
     if samples and isinstance(family, LatentGenerator) and config.eval.get("ppl_samples"):
         values.update(runs.path_length_metrics(trainer, state, extractors))
+    if isinstance(family, Translator) and config.eval.num_samples:
+        values.update(runs.translation_metrics(trainer, state))
     record["worse_than_baseline"] = worse_than_baseline(values)
     record["seconds"] = time.perf_counter() - start
     if parallel.is_primary():

@@ -25,7 +25,8 @@ from jaxgen import trainer as trainer_lib, workdir as workdir_lib
 from jaxgen.contract import Sampler
 from jaxgen.data import captions, sources
 from jaxgen.data.ranges import to_unit_range
-from jaxgen.eval import extractor as extractor_lib, inception, path_length, prompts, runner
+from jaxgen.eval import (extractor as extractor_lib, inception, path_length, prompts, runner,
+                         translation)
 from jaxgen.eval.extractor import Extractor
 from jaxgen.families import build, classifier, trained
 from jaxgen.state import TrainState
@@ -79,9 +80,11 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     """The extractor's training config: the run's dataset, nothing else of the run."""
     c = classifier.default_config()
     for key in ("source", "name", "data_dir", "synthetic_shape", "synthetic_size",
-                "synthetic_classes"):
-        c.data[key] = config.data[key]
-    c.data.pad_to = config.data.get("pad_to", 0)
+                "synthetic_classes", *LATER_DATA_KEYS):
+        c.data[key] = config.data.get(key, c.data[key])
+    # Every class and every part: a run on some classes of a dataset (or a part of it) is
+    # judged by the classifier of the whole dataset, e.g. target-class accuracy.
+    c.data.classes, c.data.part = (), (0, 1)
     c.train.num_steps = config.eval.extractor_steps
     # Its own seed, not the run's: every run on a dataset shares one extractor.
     c.seed = 0
@@ -92,7 +95,10 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
 # train.* keys that change the weights, added after the first classifier caches were written:
 # at these defaults a classifier trains as it did before they existed.
 LATER_WEIGHT_KEY_DEFAULTS = {"compute_dtype": "float32", "lr_schedule": "constant",
-                             "warmup_steps": 0, "lr_end_fraction": 0.0}
+                             "warmup_steps": 0, "lr_end_fraction": 0.0, "decay_start_step": 0}
+# data.* keys added after the first caches: left out of the key at their defaults.
+LATER_DATA_KEYS = ("pad_to", "transform", "image_size", "channels", "on_bad_file",
+                   "test_fraction", "tfds_splits")
 
 
 def classifier_directory(config: ml_collections.ConfigDict) -> str:
@@ -107,8 +113,11 @@ def classifier_directory(config: ml_collections.ConfigDict) -> str:
     for key, default in LATER_WEIGHT_KEY_DEFAULTS.items():
         if tree["train"].get(key) == default:
             tree["train"].pop(key)
-    if not tree["data"]["pad_to"]:  # added after the first caches: unpadded data keeps them
-        tree["data"].pop("pad_to")
+    defaults = config_lib.base_config().data
+    for key in (*LATER_DATA_KEYS, "classes", "part"):
+        if tree["data"].get(key) == defaults[key] or (
+                isinstance(defaults[key], tuple) and tuple(tree["data"][key]) == defaults[key]):
+            tree["data"].pop(key)
     if c.data.source != "synthetic":
         tree["data"] = {k: v for k, v in tree["data"].items() if not k.startswith("synthetic_")}
     dataset = "-".join(filter(None, (c.data.source, c.data.name)))
@@ -170,6 +179,59 @@ def load_extractors(config: ml_collections.ConfigDict,
         return {"classes": classes, "features": classes}
     return {"classes": classes,
             "features": inception.load_inception(config.eval.inception_weights)}
+
+
+def domain_config(config: ml_collections.ConfigDict, which: str) -> ml_collections.ConfigDict:
+    """A two-domain run's config with data = domain `which` ("a" or "b") alone: what that
+    domain's evaluation classifier is keyed and trained by."""
+    c = config.copy_and_resolve_references()
+    section = config.data[f"domain_{which}"]
+    for key in config_lib.SOURCE_KEYS:
+        c.data[key] = section[key]
+    return c
+
+
+def domain_extractors(config: ml_collections.ConfigDict) -> dict[str, dict[str, Extractor]]:
+    """{"a": extractors, "b": extractors} (`load_extractors`) of each domain's whole dataset
+    (every class and part, the domain's transform): Fashion-MNIST's classifier for a class
+    of it, a classifier of inverted Fashion-MNIST for the inverted domain."""
+    out = {}
+    for which in ("a", "b"):
+        c = domain_config(config, which)
+        out[which] = load_extractors(c, sources.from_config(classifier_config(c).data))
+    return out
+
+
+def translation_relation(config: ml_collections.ConfigDict) -> translation.Relation:
+    """What the two domains' configs say of their relation: B = T(A) when both come from
+    one dataset and only B is transformed; shared classes when neither keeps some only."""
+    a, b = config.data.domain_a, config.data.domain_b
+    same = all(a[k] == b[k] for k in config_lib.SOURCE_KEYS
+               if k not in ("classes", "part", "transform"))
+    truth = None
+    if same and a.transform == "none" and b.transform != "none":
+        def truth(images, direction, kind=b.transform):
+            return sources.transform(images, kind, 1.0, inverse=direction == "ba")
+    return translation.Relation(truth=truth, shared_classes=same and not a.classes
+                                and not b.classes and a.transform == "none",
+                                target_classes={"a": tuple(a.classes), "b": tuple(b.classes)})
+
+
+def translation_metrics(trainer: trainer_lib.Trainer, state: TrainState) -> dict[str, float]:
+    """`eval.translation` metrics of a Translator on eval.num_samples test images per
+    direction."""
+    config, family = trainer.config, trainer.family
+    compiled = jax.jit(lambda s, x, d: to_unit_range(family.translate(
+        s, x * 2.0 - 1.0 if family.value_range == "symmetric" else x, d), family.value_range),
+        static_argnums=2)
+
+    def translate(images: np.ndarray, direction: str) -> np.ndarray:
+        return np.asarray(parallel.fetch(compiled(state, images, direction)))
+
+    return translation.translation_metrics(
+        translate, trainer.splits["test"], domain_extractors(config),
+        translation_relation(config), config.eval.num_samples, config.eval.sample_batch_size,
+        config.eval, config.seed)
 
 
 def sample_metrics(trainer: trainer_lib.Trainer, state: TrainState, num_samples: int,

@@ -8,7 +8,9 @@ vectors between classes the evaluation classifier assigns to samples (a conditio
 generator: one z per row rendered in every class); for style-based generators (StyleGAN),
 style mixing, a truncation sweep, per-layer noise and interpolation in W against Z; for
 families with a noising process (diffusion), a forward-process strip (test images at
-increasing t) and a reverse-process strip (x_t along sampling trajectories).
+increasing t) and a reverse-process strip (x_t along sampling trajectories); for
+translators (CycleGAN), --num test images of each domain per row with their translation and
+its translation back.
 Sampler settings come from the config: --config.sample.sampler=ddpm, .steps, .eta,
 .guidance_scale; --sampler and --steps are short for the first two.
 
@@ -35,7 +37,7 @@ import sys
 from jaxgen import cli, latent, parallel, runs, style_pictures, viz, workdir as workdir_lib
 from jaxgen.config import ConfigError
 from jaxgen.contract import (LatentGenerator, LatentModel, NoisingProcess, PromptModel,
-                             StyleGenerator)
+                             StyleGenerator, Translator)
 from jaxgen.data.ranges import to_model_range, to_unit_range
 from jaxgen.state import TrainState
 
@@ -97,6 +99,13 @@ def main(argv: list[str]) -> None:
     if flags.prompt:
         for path in prompt_pictures(family, state, flags, picture("prompts"), config, step):
             print(path)
+        return
+    if isinstance(family, Translator):
+        path = picture("translation_rows")
+        if parallel.is_primary():
+            viz.save_png(path, viz.translation_grid(trainer.translations(state, flags.num)),
+                         title=grid_title(config, step), column_labels=viz.TRANSLATION_COLUMNS)
+        print(path)
         return
     images = viz.to_uint8(trainer.sample_images(state, flags.num, index=1), family.value_range)
     written = []

@@ -54,7 +54,8 @@ def learning_rate_schedule(train_config, peak: float | None = None) -> float | o
     """The learning rate at each step, from `config.train`: a linear warmup from 0 over
     warmup_steps (Goyal et al. 2017; DDPM warms up over 5,000 steps, Ho et al. 2020), then
     lr_schedule: constant at the peak, cosine decay (Loshchilov & Hutter 2017) or linear
-    decay (CycleGAN's) to lr_end_fraction x peak at num_steps. A constant rate without warmup
+    decay (CycleGAN's) to lr_end_fraction x peak at num_steps, starting at decay_start_step
+    (or at the end of the warmup if later). A constant rate without warmup
     stays a float, so the optimiser state is that of runs saved before schedules existed."""
     peak = train_config.learning_rate if peak is None else peak
     kind = train_config.get("lr_schedule", "constant")
@@ -62,16 +63,25 @@ def learning_rate_schedule(train_config, peak: float | None = None) -> float | o
     if kind == "constant" and warmup == 0:
         return peak
     end = peak * train_config.get("lr_end_fraction", 0.0)
-    decay_steps = max(train_config.num_steps - warmup, 1)
-    after_warmup = {
+    # Decay starts after the warmup, or later at decay_start_step (CycleGAN holds the rate
+    # for the first half of training, Zhu et al. 2017, sec. 7).
+    decay_start = max(warmup, train_config.get("decay_start_step", 0))
+    decay_steps = max(train_config.num_steps - decay_start, 1)
+    decay = {
         "constant": optax.constant_schedule(peak),
         "cosine": optax.cosine_decay_schedule(peak, decay_steps, alpha=end / peak if peak else 0.0),
         "linear": optax.linear_schedule(peak, end, decay_steps),
     }[kind]
-    if warmup == 0:
-        return after_warmup
-    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after_warmup],
-                                [warmup])
+    phases, boundaries = [], []
+    if warmup:
+        phases.append(optax.linear_schedule(0.0, peak, warmup))
+        boundaries.append(warmup)
+    if decay_start > warmup:
+        phases.append(optax.constant_schedule(peak))
+        boundaries.append(decay_start)
+    if not phases:
+        return decay
+    return optax.join_schedules(phases + [decay], boundaries)
 
 
 def make_optimizer(train_config, learning_rate: float | None = None
@@ -94,3 +104,12 @@ def apply_gradients(state: TrainState, grads: Any,
     """One optimiser step on state.params and state.opt_state."""
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+
+
+def update_player(optimizers: dict[str, optax.GradientTransformation], name: str, params: dict,
+                  opt_state: dict, grads: Any) -> tuple[dict, dict]:
+    """(params, opt_state) with the network `name` of a multi-network state ({name: network
+    params}, a GAN's players) updated by its own optimiser from grads; the others untouched."""
+    updates, new_opt_state = optimizers[name].update(grads, opt_state[name], params[name])
+    return ({**params, name: optax.apply_updates(params[name], updates)},
+            {**opt_state, name: new_opt_state})

@@ -27,9 +27,9 @@ import numpy as np
 from jaxgen import config as config_lib, contract, flops, parallel, preemption, runtime, viz
 from jaxgen import workdir as workdir_lib
 from jaxgen.checkpoint import Checkpointer
-from jaxgen.contract import Family, Sampler
+from jaxgen.contract import Family, Sampler, Translator
 from jaxgen.data.pipeline import TrainStream, eval_batches
-from jaxgen.data.ranges import to_unit_range
+from jaxgen.data.ranges import to_model_range, to_unit_range
 from jaxgen.data.sources import Split
 from jaxgen.periodic import Every, run_actions
 from jaxgen.progress import Progress
@@ -81,6 +81,7 @@ class Trainer:
                                out_shardings=(repl, repl), donate_argnums=0, static_argnums=2)
         self.eval_fn = self.compile_eval(family.eval_step)
         self.sample_fn = jax.jit(self._sample, static_argnums=2, out_shardings=repl)
+        self.translate_fn = jax.jit(self._translations, out_shardings=repl)
 
     # Pure functions, compiled above.
 
@@ -123,6 +124,13 @@ class Trainer:
 
     def _sample(self, state: TrainState, key_data: jax.Array, num: int):
         return self.family.sample(state, as_key(key_data), num)
+
+    def _translations(self, state: TrainState, a: jax.Array, b: jax.Array) -> jax.Array:
+        """[6, N, H, W, C] in [0, 1]: a, G_AB(a), G_BA(G_AB(a)), b, G_BA(b), G_AB(G_BA(b))."""
+        family = self.family
+        ab, ba = family.translate(state, a, "ab"), family.translate(state, b, "ba")
+        rows = (a, ab, family.translate(state, ab, "ba"), b, ba, family.translate(state, ba, "ab"))
+        return to_unit_range(jnp.stack(rows), family.value_range)
 
     def regularisers_due(self, step: int) -> frozenset[str] | None:
         """The program key of `step`: its due regularisers, or None for a family without
@@ -179,6 +187,15 @@ class Trainer:
         """num images [num, H, W, C] in the family's value range, on the host."""
         key = jax.random.key_data(purpose_key(as_key(state.rng), "sample", index))
         return np.asarray(parallel.fetch(self.sample_fn(state, key, num)))
+
+    def translations(self, state: TrainState, num: int, first: int = 0) -> np.ndarray:
+        """A Translator's test images `first`..first+num-1 of each domain with their
+        translations and cycles: uint8 [6, num, H, W, C] (`viz.TRANSLATION_COLUMNS`)."""
+        test = self.splits["test"]
+        a, b = (to_model_range(split.images[np.arange(first, first + num) % len(split)],
+                               split.max_value, self.family.value_range)
+                for split in (test, test.domain_b))
+        return viz.to_uint8(np.asarray(parallel.fetch(self.translate_fn(state, a, b))), "unit")
 
     def batch_sampler(self, state: TrainState, batch_size: int
                       ) -> Callable[[int, jax.Array], jax.Array]:
@@ -388,6 +405,9 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
     actions = [train_metrics, Every(config.eval.every_steps, evaluate)]
     if isinstance(trainer.family, Sampler):  # a classifier has no sampler
         actions.append(Every(config.sample.every_steps, pictures))
+    elif isinstance(trainer.family, Translator):
+        actions.append(Every(config.sample.every_steps, lambda step, state: _write_translations(
+            trainer, state, writer, workdir, step)))
     actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
         step, state, trainer.stream.position(step))))
     profile = ProfileWindow(workdir, start + PROFILE_AFTER, config.train.get("profile_steps", 0))
@@ -470,6 +490,19 @@ def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir:
                      mosaic, column_labels=trainer.splits["test"].class_labels(classes))
         writer.image(step, "samples", viz.enlarged(mosaic))  # 8x8 digits: 73 px otherwise
         _write_montage(workdir)
+
+
+def _write_translations(trainer: Trainer, state: TrainState, writer: Writer, workdir: str,
+                        step: int) -> None:
+    """samples/translations_step_N.png: sample.num test images of each domain, one per row,
+    with their translations and cycles."""
+    rows = trainer.translations(state, trainer.config.sample.num)
+    if parallel.is_primary():
+        mosaic = viz.translation_grid(rows)
+        viz.save_png(workdir_lib.path(workdir, workdir_lib.SAMPLES,
+                                      f"translations_step_{step:07d}.png"), mosaic,
+                     column_labels=viz.TRANSLATION_COLUMNS)
+        writer.image(step, "translations", viz.enlarged(mosaic))
 
 
 MONTAGE_GRIDS = 8

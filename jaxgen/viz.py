@@ -42,6 +42,16 @@ def sample_grid(images: np.ndarray, classes: int = 0) -> np.ndarray:
     return grid(images, rows=int(np.sqrt(len(images))))
 
 
+TRANSLATION_COLUMNS = ("A", "A->B", "A->B->A", "B", "B->A", "B->A->B")
+
+
+def translation_grid(rows: np.ndarray) -> np.ndarray:
+    """uint8 [6, N, H, W, C] (the columns of TRANSLATION_COLUMNS) -> a mosaic of N rows: an
+    image of each domain with its translation and its cycle back."""
+    six, n = rows.shape[:2]
+    return grid(np.swapaxes(rows, 0, 1).reshape(six * n, *rows.shape[2:]), columns=six)
+
+
 def enlarged(image: np.ndarray, min_size: int = 256, max_size: int = 2048) -> np.ndarray:
     """uint8 [H, W, C] repeated (nearest neighbour) by the largest whole factor that keeps the
     long side within max_size, up to the one that brings the short side to min_size."""

@@ -123,9 +123,10 @@ def final_state(workdir: str):
 
 
 def assert_kill_and_resume_match(tmp: str, config_args: list[str], steps: int,
-                                 kill_after: int) -> None:
+                                 kill_after: int, straight_workdir: str = "") -> None:
     """A run SIGKILLed once it has a checkpoint at or past `kill_after` and restarted ends
-    at exactly the parameters (all of the state) of an uninterrupted run."""
+    at exactly the parameters (all of the state) of an uninterrupted run (straight_workdir:
+    one already trained with these args, else one is trained here)."""
     import signal
     import time
 
@@ -133,8 +134,12 @@ def assert_kill_and_resume_match(tmp: str, config_args: list[str], steps: int,
     import numpy as np
 
     args = [*config_args, f"--config.train.num_steps={steps}"]
-    straight = run_cli("train", [*args, f"--workdir={tmp}/straight"])
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    if not straight_workdir:
+        straight_workdir = f"{tmp}/straight"
+        # Checkpoints only at the end: the interval is not part of what a step computes.
+        straight = run_cli("train", [*args, f"--workdir={straight_workdir}",
+                                     f"--config.checkpoint.every_steps={steps}"])
+        assert straight.returncode == 0, straight.stderr[-3000:]
     workdir = f"{tmp}/killed"
     proc = subprocess.Popen([sys.executable, "-m", "jaxgen.train", *args, f"--workdir={workdir}"],
                             cwd=ROOT, env=env_with_devices(), stdout=subprocess.DEVNULL,
@@ -155,7 +160,7 @@ def assert_kill_and_resume_match(tmp: str, config_args: list[str], steps: int,
     result = run_cli("train", [*args, f"--workdir={workdir}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from step" in result.stderr
-    step_a, state_a = final_state(f"{tmp}/straight")
+    step_a, state_a = final_state(straight_workdir)
     step_b, state_b = final_state(workdir)
     assert step_a == step_b == steps
     leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
@@ -178,9 +183,10 @@ def tree_snapshot(directory) -> dict[str, tuple[int, int]]:
 
 
 def assert_devices_give_the_losses_of_one(tmp: str, config_args: list[str], steps: int,
-                                          keys: tuple[str, ...], devices: int = 8) -> None:
+                                          keys: tuple[str, ...], devices: int = 8) -> str:
     """A run on `devices` simulated devices logs the training metrics `keys` of a one-device
-    run (at steps 1, 10, 20, ...) and ends at its parameters."""
+    run (at steps 1, 10, 20, ...) and ends at its parameters. Returns the one-device
+    run's workdir."""
     import jax
     import numpy as np
 
@@ -202,3 +208,12 @@ def assert_devices_give_the_losses_of_one(tmp: str, config_args: list[str], step
     for a, b in zip(jax.tree.leaves(states[1]["params"]),
                     jax.tree.leaves(states[devices]["params"])):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    return os.path.join(tmp, "1")
+
+
+def assert_resumes_exactly_on_any_device_count(tmp: str, config_args: list[str], steps: int,
+                                               kill_after: int, keys: tuple[str, ...]) -> None:
+    """Both checks above on one uninterrupted one-device run: `devices` 8 give its losses and
+    parameters; SIGKILL at a checkpoint >= kill_after and a restart give its state exactly."""
+    straight = assert_devices_give_the_losses_of_one(f"{tmp}/devices", config_args, steps, keys)
+    assert_kill_and_resume_match(tmp, config_args, steps, kill_after, straight)

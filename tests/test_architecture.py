@@ -17,7 +17,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxgen"
 # Lowest first. A module may import its own layer and the layers below it, never above.
 CLI = {"jaxgen.cli", "jaxgen.runs", "jaxgen.train", "jaxgen.sample", "jaxgen.evaluate",
        "jaxgen.sweep", "jaxgen.report", "jaxgen.keys", "jaxgen.__main__", "jaxgen.api",
-       "jaxgen.import_pretrained", "jaxgen.export"}
+       "jaxgen.import_pretrained", "jaxgen.export", "jaxgen.translate"}
 TRAINER = {"jaxgen.trainer", "jaxgen.periodic"}
 
 
@@ -131,8 +131,9 @@ def test_every_registered_family_declares_its_keys_and_fulfils_the_contract(name
     # Captioned data for the text families: a vocabulary and a prompt per class.
     text = dict(vocab_size=12, max_tokens=6,
                 class_prompts=tuple((2, 4, 5 + k % 7, 0, 0, 0) for k in range(10)))
-    size = 32 if name == "stylegan" else 8  # StyleGAN's default widths make 32x32 images
-    family = build(config, DataSpec((size, size, 1), 10, 16,
+    # StyleGAN's default widths make 32x32 images; CycleGAN's downsamplings need 16x16.
+    size = {"stylegan": 32, "cyclegan": 16}.get(name, 8)
+    family = build(config, DataSpec((size, size, 1), 10, 16, two_domains=name == "cyclegan",
                                     **(text if "text" in name else {})))
     assert isinstance(family, contract.Family)
     assert not contract.missing_members(family)

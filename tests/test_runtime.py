@@ -121,8 +121,8 @@ def test_the_console_command_runs_the_entry_points():
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == ("error: unknown command 'tran' (known: train, sample, "
-                                      "evaluate, sweep, report, keys, import_pretrained, "
-                                      "export)")
+                                      "evaluate, translate, sweep, report, keys, "
+                                      "import_pretrained, export)")
 
 
 def test_long_loops_log_their_progress_with_the_time_left(caplog):

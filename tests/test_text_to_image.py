@@ -14,8 +14,7 @@ from jaxgen.families import build
 from jaxgen.families.text_to_image import empty_prompt
 from jaxgen.models.transformer import SpatialTransformer, TextEncoder
 from jaxgen.text.tokenizer import PAD_ID, START_ID, UNK_ID, Tokenizer, TokenizerError, normalise
-from tests.helpers import (assert_devices_give_the_losses_of_one, assert_kill_and_resume_match,
-                           run_cli)
+from tests.helpers import assert_resumes_exactly_on_any_device_count, run_cli
 
 TINY = ["--config=experiments/text_digits.py", "--config.model.channels=16",
         "--config.model.text_width=16", "--config.model.text_depth=1",
@@ -165,13 +164,13 @@ def test_a_text_family_needs_captions_and_names_the_key():
 
 
 @pytest.mark.slow
-def test_sigkill_and_restart_end_at_the_uninterrupted_parameters(tmp_path):
-    assert_kill_and_resume_match(str(tmp_path), TINY, steps=60, kill_after=20)
-
-
-@pytest.mark.slow
-def test_eight_devices_give_the_losses_of_one(tmp_path):
-    assert_devices_give_the_losses_of_one(str(tmp_path), TINY, 20, ("loss", "grad_norm"))
+def test_sigkill_restart_and_eight_devices_end_at_the_uninterrupted_parameters(tmp_path):
+    # 20 steps: by 40, parameters near zero (the zero-initialised output layers) part by a
+    # few 1e-5 between 1 and 8 devices, Adam scaling up rounding differences of their
+    # gradients; the losses agree throughout.
+    assert_resumes_exactly_on_any_device_count(
+        str(tmp_path), [*TINY, "--config.checkpoint.every_steps=5"], steps=20, kill_after=5,
+        keys=("loss", "grad_norm"))
 
 
 @pytest.mark.slow

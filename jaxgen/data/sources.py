@@ -1,5 +1,7 @@
-"""Image datasets as in-memory integer arrays: scikit-learn digits, tfds, IDX files, and
-synthetic random pixels for benchmarks and smoke tests.
+"""Image datasets as in-memory integer arrays: scikit-learn digits, tfds, IDX files, image
+folders (`folder.py`), and synthetic random pixels for benchmarks and smoke tests; a class
+filter, a part of a fixed partition and a fixed transform of any of them; and two unpaired
+domains (CycleGAN), each any of the above.
 
 Every source returns `Split`s of raw integer pixels; scaling, binarisation and
 batching happen in `pipeline.py`, the same for every source. The datasets this
@@ -16,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from jaxgen.data import captions
+from jaxgen.data import captions, folder
 from jaxgen.quiet import only_errors
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -40,7 +42,9 @@ class Split:
     """images: uint8 [N, H, W, C] with values in 0..max_value; labels: int32 [N];
     class_names: one per class where the source has them (tfds, Fashion-MNIST), else ();
     captioned data (`captions.py`): tokens int32 [N, K, L], K captions of L token ids per
-    image (0: padding), and the vocabulary of those ids."""
+    image (0: padding), and the vocabulary of those ids. Two-domain data: this split is
+    domain A's, and domain_b the same split of domain B (images of the same shape, any
+    number of them, never paired with A's)."""
     images: np.ndarray
     labels: np.ndarray
     max_value: int
@@ -48,6 +52,7 @@ class Split:
     class_names: tuple[str, ...] = ()
     tokens: np.ndarray | None = None
     vocabulary: tuple[str, ...] = ()
+    domain_b: "Split | None" = None
 
     def __post_init__(self):
         if self.images.ndim != 4:
@@ -65,6 +70,10 @@ class Split:
                                         or len(self.tokens) != len(self.images)):
             raise DatasetError(f"tokens must be [N, K, L] for {len(self.images)} images, got "
                                f"shape {self.tokens.shape}")
+        if self.domain_b is not None and self.domain_b.images.shape[1:] != self.images.shape[1:]:
+            raise DatasetError(f"domain B's images are {self.domain_b.images.shape[1:]} but "
+                               f"domain A's {self.images.shape[1:]}: give both one size "
+                               "(data.domain_*.image_size, channels or pad_to)")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -87,10 +96,12 @@ class DataSpec:
     vocab_size: int = 0
     max_tokens: int = 0
     class_prompts: tuple[tuple[int, ...], ...] = ()
+    two_domains: bool = False
 
     @classmethod
     def of(cls, split: Split) -> "DataSpec":
-        spec = cls(tuple(split.images.shape[1:]), split.num_classes, split.max_value)
+        spec = cls(tuple(split.images.shape[1:]), split.num_classes, split.max_value,
+                   two_domains=split.domain_b is not None)
         if split.tokens is None:
             return spec
         tokenizer = captions.tokenizer_of(split)
@@ -102,17 +113,123 @@ class DataSpec:
 
 def from_config(data) -> dict[str, Split]:
     """The splits of a `config.data` section; captioned (`captions.py`) where
-    data.captions asks for it."""
-    splits = load(data.source, data.name, data.data_dir,
-                  (tuple(data.synthetic_shape), data.synthetic_size, data.synthetic_classes))
-    if data.get("pad_to", 0):
-        splits = {name: pad(split, data.pad_to) for name, split in splits.items()}
+    data.captions asks for it; two unpaired domains where data.source is "domains"."""
+    if data.source == "domains":
+        if "domain_a" not in data or "domain_b" not in data:
+            raise DatasetError("data.source=domains needs data.domain_a and data.domain_b "
+                               "(a two-domain family such as cyclegan declares them)")
+        a, b = one_source(data.domain_a, "data.domain_a"), one_source(data.domain_b,
+                                                                      "data.domain_b")
+        return {name: dataclasses.replace(a[name], domain_b=b[name]) for name in a}
+    splits = one_source(data)
     if data.get("captions", ""):
         try:
             splits = captions.add_captions(splits, tuple(data.caption_holdout), data.max_tokens)
         except captions.CaptionError as e:
             raise DatasetError(str(e)) from None
     return splits
+
+
+def one_source(data, where: str = "data") -> dict[str, Split]:
+    """The splits of one dataset's keys (`config.SOURCE_KEYS` under `where`): the source,
+    then its class filter, part, transform and padding."""
+    if data.source == "folder":
+        if not data.data_dir:
+            raise DatasetError(f"{where}.source=folder needs {where}.data_dir, a folder of "
+                               "images")
+        splits = load_folder(data.data_dir, data.get("image_size", 0), data.get("channels", 3),
+                             data.get("on_bad_file", "error"), data.get("test_fraction", 0.1))
+    else:
+        splits = load(data.source, data.name, data.data_dir,
+                      (tuple(data.synthetic_shape), data.synthetic_size, data.synthetic_classes),
+                      tuple(data.get("tfds_splits", TFDS_SPLITS)), data.get("image_size", 0))
+    image_size = data.get("image_size", 0)
+    if image_size and data.source not in ("folder", "tfds"):  # those resize as they decode
+        splits = {name: dataclasses.replace(split, images=np.stack(
+            [folder.fit_array(x, image_size) for x in split.images]))
+            for name, split in splits.items()}
+    classes = tuple(data.get("classes", ()))
+    if classes:
+        splits = {name: keep_classes(split, classes, f"{where}.classes ({name})")
+                  for name, split in splits.items()}
+    part = tuple(data.get("part", (0, 1)))
+    if part != (0, 1):
+        splits = {name: part_of(split, *part) for name, split in splits.items()}
+    if data.get("transform", "none") != "none":
+        splits = {name: dataclasses.replace(split, images=transform(split.images, data.transform,
+                                                                    split.max_value))
+                  for name, split in splits.items()}
+    if data.get("pad_to", 0):
+        splits = {name: pad(split, data.pad_to) for name, split in splits.items()}
+    return splits
+
+
+def load_folder(directory: str, image_size: int = 0, channels: int = 3,
+                on_bad_file: str = "error", test_fraction: float = 0.1) -> dict[str, Split]:
+    """A folder of PNG/JPEG images (`folder.py`): {"train": Split, "test": Split}."""
+    try:
+        arrays, class_names = folder.read_folder(directory, image_size, channels, on_bad_file,
+                                                 test_fraction)
+    except folder.FolderError as e:
+        raise DatasetError(str(e)) from None
+    return {name: Split(images, labels, max_value=255, num_classes=max(len(class_names), 1),
+                        class_names=tuple(class_names))
+            for name, (images, labels) in arrays.items()}
+
+
+def keep_classes(split: Split, classes: tuple[int, ...], where: str) -> Split:
+    """The examples of `classes` only; labels keep their ids (so the whole dataset's
+    classifier still names them)."""
+    unknown = [c for c in classes if c >= split.num_classes]
+    if unknown:
+        raise DatasetError(f"{where}: class {unknown[0]} does not exist (the dataset has "
+                           f"{split.num_classes} classes)")
+    keep = np.isin(split.labels, np.asarray(classes))
+    if not keep.any():
+        raise DatasetError(f"{where}: no example of classes {list(classes)}")
+    return subset(split, np.flatnonzero(keep))
+
+
+def part_of(split: Split, k: int, n: int) -> Split:
+    """Part k of n disjoint, near-equal parts of a fixed permutation (seed 0) of the split,
+    in the split's order: two domains built from one dataset never share an image."""
+    order = np.random.default_rng(0).permutation(len(split))
+    return subset(split, np.sort(np.array_split(order, n)[k]))
+
+
+def subset(split: Split, index: np.ndarray) -> Split:
+    tokens = None if split.tokens is None else split.tokens[index]
+    return dataclasses.replace(split, images=split.images[index], labels=split.labels[index],
+                               tokens=tokens)
+
+
+INVERSE_TRANSFORMS = {"rotate90": "rotate270"}  # the others undo themselves
+
+
+def transform(images: np.ndarray, kind: str, max_value: float, inverse: bool = False
+              ) -> np.ndarray:
+    """A fixed, invertible transform of images [N, H, W, C] with values in 0..max_value
+    (uint8, or floats): invert (v -> max_value - v), flip_vertical (upside down),
+    flip_horizontal, rotate90 (counter-clockwise; square images), flip_invert (upside down
+    and inverted); inverse: the transform that undoes `kind`."""
+    if inverse:
+        kind = INVERSE_TRANSFORMS.get(kind, kind)
+    if kind == "invert":
+        if np.issubdtype(images.dtype, np.integer):
+            return (max_value - images.astype(np.int32)).astype(images.dtype)
+        return max_value - images
+    if kind == "flip_vertical":
+        return images[:, ::-1].copy()
+    if kind == "flip_horizontal":
+        return images[:, :, ::-1].copy()
+    if kind in ("rotate90", "rotate270"):
+        if images.shape[1] != images.shape[2]:
+            raise DatasetError(f"transform rotate90 needs square images, got "
+                               f"{images.shape[1]}x{images.shape[2]}")
+        return np.rot90(images, 1 if kind == "rotate90" else 3, axes=(1, 2)).copy()
+    if kind == "flip_invert":
+        return transform(transform(images, "flip_vertical", max_value), "invert", max_value)
+    raise DatasetError(f"unknown transform '{kind}'")
 
 
 def pad(split: Split, size: int) -> Split:
@@ -127,11 +244,16 @@ def pad(split: Split, size: int) -> Split:
     return dataclasses.replace(split, images=images)
 
 
+TFDS_SPLITS = ("train", "test")
+
+
 def load(source: str, name: str = "", data_dir: str = "",
-         synthetic: tuple[tuple[int, ...], int, int] = ((32, 32, 3), 1024, 10)
-         ) -> dict[str, Split]:
+         synthetic: tuple[tuple[int, ...], int, int] = ((32, 32, 3), 1024, 10),
+         tfds_splits: tuple[str, str] = TFDS_SPLITS, image_size: int = 0) -> dict[str, Split]:
     """Returns {"train": Split, "test": Split} for a `config.data` source, whose images have
-    one shape and one range. synthetic: (shape, training images, classes) of source=synthetic."""
+    one shape and one range. synthetic: (shape, training images, classes) of source=synthetic;
+    tfds_splits: the tfds splits read as train and test; image_size: tfds images resized and
+    centre-cropped to it (datasets of mixed sizes)."""
     if source == "synthetic":
         splits = load_synthetic(*synthetic)
     elif source == "digits":
@@ -140,7 +262,7 @@ def load(source: str, name: str = "", data_dir: str = "",
         splits = load_idx_dir(data_dir or DEBIAN_FASHION_MNIST,
                               () if data_dir else FASHION_MNIST_CLASSES)
     elif source == "tfds":
-        splits = load_tfds(name, data_dir or None)
+        splits = load_tfds(name, data_dir or None, tfds_splits, image_size)
     else:
         raise DatasetError(f"unknown data source '{source}'")
     train, test = splits["train"], splits["test"]
@@ -214,7 +336,8 @@ def load_idx_dir(directory: str, class_names: tuple[str, ...] = ()) -> dict[str,
     return splits
 
 
-def load_tfds(name: str, data_dir: str | None) -> dict[str, Split]:
+def load_tfds(name: str, data_dir: str | None, splits: tuple[str, str] = TFDS_SPLITS,
+              image_size: int = 0) -> dict[str, Split]:
     """Any tfds image dataset with an "image" and a "label" feature, read without TensorFlow.
 
     fashion_mnist falls back to Debian's `dataset-fashion-mnist` IDX files (the same
@@ -226,16 +349,16 @@ def load_tfds(name: str, data_dir: str | None) -> dict[str, Split]:
         # A probe: an unprepared dataset is expected here, and tfds logs a warning about its
         # missing dataset_info.json on the way to the error that sends us to the fallbacks.
         with only_errors("absl"):
-            return _tfds_splits(tfds, name, data_dir, download=False)
+            return _tfds_splits(tfds, name, data_dir, False, splits, image_size)
     except DatasetError:
         raise
     except Exception:  # not prepared: tfds raises several kinds
         pass
-    if name == "fashion_mnist" and os.path.isfile(
+    if name == "fashion_mnist" and splits == TFDS_SPLITS and not image_size and os.path.isfile(
             os.path.join(DEBIAN_FASHION_MNIST, IDX_FILES["train"][0])):
         return load_idx_dir(DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES)
     try:
-        return _tfds_splits(tfds, name, data_dir, download=True)
+        return _tfds_splits(tfds, name, data_dir, True, splits, image_size)
     except Exception as e:  # offline, unknown name, ...
         hint = (" or `apt-get install dataset-fashion-mnist` (Debian's IDX files)"
                 if name == "fashion_mnist" else "")
@@ -245,19 +368,25 @@ def load_tfds(name: str, data_dir: str | None) -> dict[str, Split]:
                            f"`tfds build {name}` on a machine with internet{hint}") from None
 
 
-def _tfds_splits(tfds, name: str, data_dir: str | None, download: bool) -> dict[str, Split]:
+def _tfds_splits(tfds, name: str, data_dir: str | None, download: bool,
+                 names: tuple[str, str], image_size: int) -> dict[str, Split]:
     splits = {}
-    for split in ("train", "test"):
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    for split, tfds_split in zip(TFDS_SPLITS, names):
+        source = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=download)
         features = source.dataset_info.features
         if "image" not in features or "label" not in features:
             raise DatasetError(f"tfds dataset '{name}' has no 'image' and 'label' features")
         records = [source[i] for i in range(len(source))]
-        images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
-        if images.ndim == 3:
-            images = images[..., None]
+        pixels = [np.asarray(r["image"], np.uint8) for r in records]
+        pixels = [p[..., None] if p.ndim == 2 else p for p in pixels]
+        if image_size:
+            pixels = [folder.fit_array(p, image_size) for p in pixels]
+        if len({p.shape for p in pixels}) > 1:
+            raise DatasetError(f"tfds dataset '{name}' split '{tfds_split}' has images of "
+                               "several sizes: set data.image_size")
         labels = np.asarray([r["label"] for r in records], dtype=np.int32)
         label = features["label"]
-        splits[split] = Split(images, labels, max_value=255, num_classes=int(label.num_classes),
+        splits[split] = Split(np.stack(pixels), labels, max_value=255,
+                              num_classes=int(label.num_classes),
                               class_names=tuple(getattr(label, "names", None) or ()))
     return splits

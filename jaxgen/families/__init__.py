@@ -28,6 +28,7 @@ FAMILIES = {
     "latent_diffusion": "jaxgen.families.latent_diffusion:LatentDiffusionFamily",
     "gan": "jaxgen.families.gan:GANFamily",
     "stylegan": "jaxgen.families.stylegan:StyleGANFamily",
+    "cyclegan": "jaxgen.families.cyclegan:CycleGANFamily",
     "pixelcnn": "jaxgen.families.pixelcnn:PixelCNNFamily",
     "text_diffusion": "jaxgen.families.text_to_image:TextDiffusionFamily",
     "text_latent_diffusion": "jaxgen.families.text_to_image:TextLatentDiffusionFamily",

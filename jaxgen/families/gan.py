@@ -21,7 +21,7 @@ from jaxgen.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import gan as gan_losses
 from jaxgen.models.dcgan import SPECTRAL_STATS, Discriminator, Generator
-from jaxgen.state import TrainState, make_optimizer
+from jaxgen.state import TrainState, make_optimizer, update_player
 
 KEYS = {
     "model.latent_dim": Key(64, "size of z", check=POSITIVE),
@@ -172,10 +172,7 @@ class GANFamily(FamilyBase):
         return self.generate(generator_params, self.latents(rng, num), labels)
 
     def _update(self, name, params, opt_state, grads):
-        updates, new_opt_state = self.optimizers[name].update(grads, opt_state[name],
-                                                               params[name])
-        return ({**params, name: optax.apply_updates(params[name], updates)},
-                {**opt_state, name: new_opt_state})
+        return update_player(self.optimizers, name, params, opt_state, grads)
 
     # The contract.
 

@@ -43,7 +43,8 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
             raise ConfigError(f"{prefix}{e}") from None
     spec = sources.DataSpec.of(splits["train"])
     target = contract.abstract_state(
-        family, config.seed, contract.example_batch(spec.image_shape, 1, spec.max_tokens),
+        family, config.seed, contract.example_batch(spec.image_shape, 1, spec.max_tokens,
+                                                spec.two_domains),
         config.train.ema_decay > 0, parallel.replicated(parallel.make_mesh()))
     restored = workdir_lib.restore_latest(workdir, target)
     if restored is None:

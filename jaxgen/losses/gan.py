@@ -13,6 +13,19 @@ import jax.numpy as jnp
 GENERATOR_LOSSES = ("minimax", "non_saturating", "hinge")
 
 
+def least_squares_discriminator_loss(real_outputs: jax.Array,
+                                     fake_outputs: jax.Array) -> jax.Array:
+    """LSGAN (Mao et al. 2017, eq. 9 with a=0, b=1), halved as CycleGAN does so D learns at
+    half G's pace (Zhu et al. 2017, sec. 4): 0.5 (E[(D(x) - 1)^2] + E[D(G(z))^2]). D's
+    outputs are scores, not logits: outputs of any shape (PatchGAN: [B, h, w])."""
+    return 0.5 * (jnp.mean(jnp.square(real_outputs - 1.0)) + jnp.mean(jnp.square(fake_outputs)))
+
+
+def least_squares_generator_loss(fake_outputs: jax.Array) -> jax.Array:
+    """LSGAN's generator loss (Mao et al. 2017, eq. 9 with c=1): E[(D(G(z)) - 1)^2]."""
+    return jnp.mean(jnp.square(fake_outputs - 1.0))
+
+
 def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
                        kind: str = "non_saturating") -> jax.Array:
     """-E[log D(x)] - E[log(1 - D(G(z)))] (minimax and non-saturating GANs share it);
