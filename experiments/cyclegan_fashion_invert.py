@@ -3,7 +3,8 @@ one half of Fashion-MNIST, domain B the other half with a fixed transform T, col
 by default (v -> 255 - v). Trained unpaired; `jaxgen.evaluate` scores G_AB(a) against the
 true T(a) on the test set (MSE, beside the identity map's MSE: the floor to beat), the
 evaluation classifier's class agreement between a and G_AB(a), FID of G_AB(A) against B and
-the cycle reconstruction errors. Sized for 2 CPU cores (28x28, width 32, 4 residual blocks).
+the cycle reconstruction errors. Sized for 2 CPU cores (28x28, width 32, 4 residual blocks,
+one downsampling, 16x16 discriminator patches).
 
 Why inversion: it is a per-pixel map, so the ResNet generator can represent T exactly, and
 what is tested is the unpaired objective alone: the GAN loss only asks that G_AB(a) look
@@ -63,6 +64,13 @@ def get_config(transform: str = "invert"):
     # Measured with it (weight 0.5 x 10): after 1,000 steps the translations were textured
     # noise that the cycle decoded back, nothing like T(a).
     c.model.identity_weight = 0.0
+    # Local networks: one downsampling (14x14 maps) and 16x16 patches (PatchGAN widths
+    # (32, 64)). Measured at 2,000 steps: with small_cyclegan's whole-image discriminator and
+    # 7x7 maps, G_AB(a) was an inverted garment of another class (class agreement 0.09, MSE to
+    # T(a) 0.176); with these, the inverted input itself (0.89, 0.009). Nothing ties a whole-
+    # image translation's shape to its input's: the cycle is kept by hidden detail instead.
+    c.model.downsamplings = 1
+    c.model.discriminator_widths = (32, 64)
     c.train.num_steps = 2000
     c.train.decay_start_step = 1000
     return c
