@@ -67,13 +67,25 @@ def experiment_overrides(experiment: str, synthetic: bool) -> list[str]:
     if not synthetic:
         return []
     config = config_lib.load(f"experiments/{experiment}.py")
-    shape = SHAPES.get((config.data.source, config.data.name))
+    if config.data.source == "domains":  # two-domain data (CycleGAN): each domain synthetic
+        return [f"data.{domain}.{override}" for domain in ("domain_a", "domain_b")
+                for override in synthetic_overrides(experiment, config.data[domain],
+                                                    config.train.batch_size)]
+    return [f"data.{override}" for override in synthetic_overrides(
+        experiment, config.data, config.train.batch_size)]
+
+
+def synthetic_overrides(experiment: str, data, batch_size: int) -> list[str]:
+    """Random data of the shape the networks see for one dataset's keys."""
+    shape = SHAPES.get((data.source, data.name))
     if shape is None:
         raise config_lib.ConfigError(f"{experiment}: no known image shape for --synthetic")
-    if config.data.get("pad_to", 0):  # the padded shape the networks see
-        shape = (config.data.pad_to, config.data.pad_to, shape[2])
-    return ["data.source=synthetic", f"data.synthetic_shape={shape}",
-            f"data.synthetic_size={max(4 * config.train.batch_size, 1024)}"]
+    if data.get("image_size", 0):
+        shape = (data.image_size, data.image_size, shape[2])
+    if data.get("pad_to", 0):  # the padded shape the networks see
+        shape = (data.pad_to, data.pad_to, shape[2])
+    return ["source=synthetic", f"synthetic_shape={shape}",
+            f"synthetic_size={max(4 * batch_size, 1024)}"]
 
 
 def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],

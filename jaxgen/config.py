@@ -164,7 +164,8 @@ BASE_KEYS: dict[str, Key] = {
                                   "few warm-up steps) in DIR/profile, for TensorBoard or "
                                   "Perfetto", check=NON_NEGATIVE),
     "train.log_every_steps": Key(50, "steps between logged training metrics", check=POSITIVE),
-    "eval.every_steps": Key(500, "steps between test evaluations", check=POSITIVE),
+    "eval.every_steps": Key(500, "steps between test evaluations (0: none during training)",
+                            check=NON_NEGATIVE),
     "eval.batch_size": Key(256, "global batch of test evaluations (padded to the devices)",
                            check=POSITIVE),
     "eval.num_examples": Key(0, "test examples evaluated (0: the whole test split)",
@@ -190,7 +191,8 @@ BASE_KEYS: dict[str, Key] = {
     "eval.track_samples": Key(0, "samples whose metrics are logged at every eval step of "
                                  "training, the same z each time (0: off)",
                               check=NON_NEGATIVE),
-    "sample.every_steps": Key(500, "steps between sample grids", check=POSITIVE),
+    "sample.every_steps": Key(500, "steps between sample grids (0: none during training)",
+                              check=NON_NEGATIVE),
     "sample.num": Key(64, "images in a sample grid", check=POSITIVE),
     "checkpoint.every_steps": Key(500, "steps between checkpoints", check=POSITIVE),
     "checkpoint.keep": Key(3, "checkpoints kept", check=POSITIVE),

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 
 class Every:
-    """Calls fn(step, state) at multiples of `every_steps` and at the last step."""
+    """Calls fn(step, state) at multiples of `every_steps` and at the last step; never when
+    every_steps is 0 (a sweep that evaluates its runs afterwards, a test of resumption)."""
 
     def __init__(self, every_steps: int, fn: Callable[[int, Any], None], at_last: bool = True):
         self.every_steps = every_steps
@@ -19,6 +20,8 @@ class Every:
         self.at_last = at_last
 
     def due(self, step: int, last: bool) -> bool:
+        if not self.every_steps:
+            return False
         return step % self.every_steps == 0 or (last and self.at_last)
 
     def observe(self, step: int, metrics: Any) -> None:

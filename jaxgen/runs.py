@@ -229,7 +229,7 @@ def translation_metrics(trainer: trainer_lib.Trainer, state: TrainState) -> dict
         return np.asarray(parallel.fetch(compiled(state, images, direction)))
 
     return translation.translation_metrics(
-        translate, trainer.splits["test"], domain_extractors(config),
+        translate, trainer.splits, domain_extractors(config),
         translation_relation(config), config.eval.num_samples, config.eval.sample_batch_size,
         config.eval, config.seed)
 

@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -24,7 +23,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import config as config_lib, contract, flops, parallel, preemption, runtime, viz
+from jaxgen import config as config_lib, contract, flops, parallel, preemption, runtime
+from jaxgen import training_pictures, viz
 from jaxgen import workdir as workdir_lib
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.contract import Family, Sampler, Translator
@@ -35,7 +35,7 @@ from jaxgen.periodic import Every, run_actions
 from jaxgen.progress import Progress
 from jaxgen.rng import as_key, purpose_key, root_key_data
 from jaxgen.state import TrainState, averaged_params, ema_update, learning_rate_schedule
-from jaxgen.writers import Writer, read_metrics
+from jaxgen.writers import Writer
 
 log = logging.getLogger("jaxgen")
 
@@ -397,8 +397,17 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
         writer.scalars(step, "test", values)
 
     def pictures(step: int, state: TrainState) -> None:
-        _write_samples(trainer, state, writer, workdir, step)
-        _write_curves(workdir, curve_keys)
+        family = trainer.family
+        images = viz.to_uint8(trainer.sample_images(state, config.sample.num),
+                              family.value_range)
+        training_pictures.write_sample_grid(
+            workdir, step, images, family.sampling_classes,
+            trainer.splits["test"].class_labels(family.sampling_classes), writer)
+        training_pictures.write_curves(workdir, curve_keys)
+
+    def translations(step: int, state: TrainState) -> None:
+        training_pictures.write_translations(
+            workdir, step, trainer.translations(state, config.sample.num), writer)
 
     step_fn, step_flops = compiled
     train_metrics = TrainMetrics(config, writer, checkpointer, start, show, step_flops)
@@ -406,8 +415,7 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
     if isinstance(trainer.family, Sampler):  # a classifier has no sampler
         actions.append(Every(config.sample.every_steps, pictures))
     elif isinstance(trainer.family, Translator):
-        actions.append(Every(config.sample.every_steps, lambda step, state: _write_translations(
-            trainer, state, writer, workdir, step)))
+        actions.append(Every(config.sample.every_steps, translations))
     actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
         step, state, trainer.stream.position(step))))
     profile = ProfileWindow(workdir, start + PROFILE_AFTER, config.train.get("profile_steps", 0))
@@ -425,7 +433,7 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
         finally:
             profile.close()
             bar.close()
-    _write_curves(workdir, curve_keys)
+    training_pictures.write_curves(workdir, curve_keys)
     writer.flush()
     return state
 
@@ -471,53 +479,3 @@ def _stop(trainer: Trainer, state: TrainState, step: int, checkpointer: Checkpoi
     checkpointer.wait()
     raise Preempted(f"stopped by {signal_name} at step {step}: checkpoint {step} written to "
                     f"{checkpointer.directory}; rerun the same command to continue")
-
-
-def _write_curves(workdir: str, keys: list[str]) -> None:
-    if parallel.is_primary():
-        viz.curves(workdir_lib.path(workdir, workdir_lib.CURVES_FILE), read_metrics(workdir),
-                   keys)
-
-
-def _write_samples(trainer: Trainer, state: TrainState, writer: Writer, workdir: str,
-                   step: int) -> None:
-    num = trainer.config.sample.num
-    images = viz.to_uint8(trainer.sample_images(state, num), trainer.family.value_range)
-    if parallel.is_primary():
-        classes = trainer.family.sampling_classes
-        mosaic = viz.sample_grid(images, classes)
-        viz.save_png(workdir_lib.path(workdir, workdir_lib.SAMPLES, f"step_{step:07d}.png"),
-                     mosaic, column_labels=trainer.splits["test"].class_labels(classes))
-        writer.image(step, "samples", viz.enlarged(mosaic))  # 8x8 digits: 73 px otherwise
-        _write_montage(workdir)
-
-
-def _write_translations(trainer: Trainer, state: TrainState, writer: Writer, workdir: str,
-                        step: int) -> None:
-    """samples/translations_step_N.png: sample.num test images of each domain, one per row,
-    with their translations and cycles."""
-    rows = trainer.translations(state, trainer.config.sample.num)
-    if parallel.is_primary():
-        mosaic = viz.translation_grid(rows)
-        viz.save_png(workdir_lib.path(workdir, workdir_lib.SAMPLES,
-                                      f"translations_step_{step:07d}.png"), mosaic,
-                     column_labels=viz.TRANSLATION_COLUMNS)
-        writer.image(step, "translations", viz.enlarged(mosaic))
-
-
-MONTAGE_GRIDS = 8
-
-
-def _write_montage(workdir: str) -> None:
-    """samples/montage.png: up to MONTAGE_GRIDS of the run's sample grids, evenly spaced over
-    training, the newest last, each labelled with its step."""
-    directory = workdir_lib.path(workdir, workdir_lib.SAMPLES)
-    steps = sorted(int(name[5:12]) for name in os.listdir(directory)
-                   if name.startswith("step_") and name.endswith(".png") and len(name) == 16)
-    if len(steps) < 2:
-        return
-    chosen = sorted({steps[round(i * (len(steps) - 1) / (MONTAGE_GRIDS - 1))]
-                     for i in range(MONTAGE_GRIDS)})
-    viz.montage(os.path.join(directory, "montage.png"),
-                [os.path.join(directory, f"step_{step:07d}.png") for step in chosen],
-                [f"step {step}" for step in chosen])

@@ -53,7 +53,8 @@ def test_an_older_gan_workdir_samples_and_continues_with_the_generator_ema_only(
     sampled = run_cli("sample", [f"--workdir={workdir}", "--num=4",
                                  "--config.eval.extractor_steps=500"])
     assert sampled.returncode == 0, sampled.stderr[-2000:]
-    resumed = run_cli("train", [f"--workdir={workdir}", "--config.train.num_steps=70"])
+    resumed = run_cli("train", [f"--workdir={workdir}", "--config.train.num_steps=70",
+                                "--config.eval.every_steps=0", "--config.sample.every_steps=0"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from step 60" in resumed.stderr
     step, continued = final_state(workdir)

@@ -269,10 +269,10 @@ def test_the_networks_keep_the_image_shape_and_patchgan_scores_70px_patches():
 
 @pytest.mark.slow
 def test_sigkill_restart_and_eight_devices_end_at_the_uninterrupted_parameters(tmp_path):
-    # The pools (50 images per domain, model_state) are part of the state compared; the
-    # kill comes after they filled (step 20 of batch 16 > 8).
+    # The pools (model_state) are part of the state compared; the kill comes after they
+    # filled (8 images, batches of 16: full after the first step).
     assert_resumes_exactly_on_any_device_count(
-        str(tmp_path), TINY_CG, steps=40, kill_after=20,
+        str(tmp_path), [*TINY_CG, "--config.checkpoint.every_steps=5"], steps=20, kill_after=5,
         keys=("g_loss", "d_loss", "cycle_a", "cycle_b", "identity_a", "d_a_fake", "d_b_real",
               "g_grad_norm", "d_grad_norm"))
     _, state = final_state(str(tmp_path / "killed"))
@@ -297,9 +297,11 @@ def test_train_sample_evaluate_and_translate_files(tmp_path):
     with open(os.path.join(workdir, "metrics.json")) as f:
         values = json.load(f)["values"]
     for direction in ("ab", "ba"):
-        for key in ("fid", "kid", "cycle_mse", "mse_to_truth", "identity_mse_to_truth",
-                    "class_agreement"):
+        for key in ("fid", "kid", "real_fid", "real_kid", "cycle_mse", "mse_to_truth",
+                    "identity_mse_to_truth", "class_agreement"):
             assert np.isfinite(values[f"{key}_{direction}"]), (key, direction)
+        # The floor, real training images of the target domain, beats 20 steps' translations.
+        assert values[f"real_fid_{direction}"] < values[f"fid_{direction}"]
     # The identity map's error against the true inversion: that of digits, ~0.7 per pixel.
     assert values["identity_mse_to_truth_ab"] > 0.3
     inputs = tmp_path / "mine"

@@ -16,7 +16,7 @@ from jaxgen import cli, runs
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.runner import real_features
-from tests.helpers import ROOT, TINY, env_with_devices, run_cli, train_tiny
+from tests.helpers import ROOT, TINY, TRAINING_ONLY, env_with_devices, run_cli, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,8 @@ def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_pat
     root = tmp_path / "sweep"
     overrides = [a for a in TINY if not a.startswith("--config=")]
     command = [sys.executable, "-m", "jaxgen.sweep", f"--config={spec}", f"--workdir={root}",
-               "--config.train.num_steps=20", "--config.eval.iwae_samples=10", *overrides]
+               "--config.train.num_steps=20", "--config.eval.iwae_samples=10", *overrides,
+               *TRAINING_ONLY]
     listed = subprocess.run([*command, "--print"], cwd=ROOT, env=env_with_devices(),
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr

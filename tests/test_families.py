@@ -153,12 +153,12 @@ def test_class_names_label_the_columns_of_a_grid_widened_to_fit_them(tmp_path):
 def test_a_montage_shows_the_sample_grids_over_training(tmp_path):
     from PIL import Image
 
-    from jaxgen import trainer, viz
+    from jaxgen import training_pictures, viz
     samples = tmp_path / "samples"
     for step in (100, 200, 300):
         viz.save_png(str(samples / f"step_{step:07d}.png"), np.full((8, 8, 1), step // 2,
                                                                      np.uint8))
-    trainer._write_montage(str(tmp_path))
+    training_pictures.write_montage(str(tmp_path))
     montage = np.asarray(Image.open(samples / "montage.png"))
     assert montage.shape[1] >= 3 * 256  # three grids side by side, each 256 px high
     assert {50, 100, 150} <= set(np.unique(montage))  # each grid's pixels are in it

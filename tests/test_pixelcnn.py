@@ -13,6 +13,7 @@ from jaxgen.data.sources import DataSpec
 from jaxgen.families import build
 from jaxgen.losses import logistic_mixture as lm
 from jaxgen.writers import read_metrics
+from jaxgen.runtime import INIT_COMPILER_OPTIONS
 from tests.helpers import assert_resumes_exactly_on_any_device_count, run_cli
 
 TINY = ["--config=experiments/pixelcnn_digits.py", "--config.model.filters=8",
@@ -44,7 +45,8 @@ def test_no_output_depends_on_its_own_pixel_or_a_later_one(shape, conditional):
     family = tiny_family(shape, conditional)
     x = grid_images(jax.random.key(0), shape, num=1)
     labels = jnp.asarray([3]) if conditional else None
-    state = family.init(jax.random.key(1), {"image": x, "label": jnp.asarray([3])})
+    state = jax.jit(family.init, compiler_options=INIT_COMPILER_OPTIONS)(
+        jax.random.key(1), {"image": x, "label": jnp.asarray([3])})
     # Non-trivial weights everywhere (the heads start random anyway).
     params = jax.tree.map(lambda p: p + 0.1, state.params)
 
@@ -134,7 +136,7 @@ def test_sampling_draws_from_the_models_distribution():
 def test_a_trained_digits_model_is_far_below_the_uniform_likelihood(tmp_path):
     workdir = str(tmp_path)
     result = run_cli("train", [*TINY, f"--workdir={workdir}", "--config.train.num_steps=300",
-                               "--config.eval.every_steps=300"])
+                               "--config.eval.every_steps=300", "--config.sample.every_steps=0"])
     assert result.returncode == 0, result.stderr[-3000:]
     test = read_metrics(workdir, "test")[-1]
     uniform = math.log2(17)  # 4.09 bits/dim on digits' 17 grey levels
@@ -145,5 +147,6 @@ def test_a_trained_digits_model_is_far_below_the_uniform_likelihood(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_restart_and_eight_devices_end_at_the_uninterrupted_parameters(tmp_path):
-    assert_resumes_exactly_on_any_device_count(str(tmp_path), TINY, steps=40, kill_after=20,
+    assert_resumes_exactly_on_any_device_count(str(tmp_path), [
+        *TINY, "--config.checkpoint.every_steps=5"], steps=20, kill_after=5,
                                                keys=("loss", "nll", "grad_norm"))

@@ -23,7 +23,7 @@ from jaxgen.data.sources import DataSpec
 from jaxgen.families import build
 from jaxgen.pretrained import configs, unet_keys
 from jaxgen.state import TrainState
-from tests.helpers import ROOT, final_state, run_cli
+from tests.helpers import ROOT, TRAINING_ONLY, final_state, run_cli
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "diffusers")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -305,7 +305,8 @@ def test_import_then_export_sample_and_train_a_workdir(tmp_path):
     with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
         bound = json.load(f)["values"]["vlb_bits_per_dim"]
     assert np.isfinite(bound) and bound > 0
-    trained = run_cli("train", [f"--workdir={workdir}", "--config.train.num_steps=2"])
+    trained = run_cli("train", [f"--workdir={workdir}", "--config.train.num_steps=2",
+                                *TRAINING_ONLY])
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "resumed from step 0" in trained.stderr
     step, state = final_state(workdir)

@@ -16,7 +16,8 @@ from jaxgen.families import stylegan
 from jaxgen.models.stylegan import ModulatedConv, SynthesisNetwork, minibatch_stddev
 from jaxgen.runtime import INIT_COMPILER_OPTIONS
 from jaxgen.writers import read_metrics
-from tests.helpers import SMALL_EVAL, assert_resumes_exactly_on_any_device_count, run_cli
+from tests.helpers import (SMALL_EVAL, TRAINING_ONLY, assert_resumes_exactly_on_any_device_count,
+                           run_cli)
 
 TINY_STYLEGAN = [
     "--config=experiments/stylegan_digits.py", "--config.model.latent_dim=8",
@@ -228,7 +229,7 @@ def test_train_sample_and_evaluate_a_tiny_model(tmp_path):
     workdir = str(tmp_path)
     result = run_cli("train", [*TINY_STYLEGAN, f"--workdir={workdir}",
                                "--config.train.num_steps=20",
-                               "--config.train.log_every_steps=1"])
+                               "--config.train.log_every_steps=1", *TRAINING_ONLY])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train step (with r1) compiled" in result.stderr
     # Lazy R1: the updates from steps 0 and 16 (logged as steps 1 and 17) only.
@@ -249,11 +250,12 @@ def test_train_sample_and_evaluate_a_tiny_model(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_restart_and_eight_devices_end_at_the_uninterrupted_parameters(tmp_path):
-    # Past steps 16 and 32: the lazy R1 program is compiled again after the restart; the
-    # running mean of w is part of the state compared. Minibatch standard deviation mixes
-    # examples: its groups must not depend on the devices.
+    # Killed between 5 and 16: the lazy R1 program (step 16) is compiled again after the
+    # restart; the running mean of w is part of the state compared. Minibatch standard
+    # deviation mixes examples: its groups must not depend on the devices.
     assert_resumes_exactly_on_any_device_count(
-        str(tmp_path), TINY_STYLEGAN, steps=40, kill_after=20,
+        str(tmp_path), [*TINY_STYLEGAN, "--config.checkpoint.every_steps=5"], steps=20,
+        kill_after=5,
         keys=("d_loss", "g_loss", "d_real", "d_fake", "r1", "g_grad_norm", "d_grad_norm"))
 
 
@@ -262,8 +264,8 @@ def test_a_conditional_model_samples_the_requested_classes(tmp_path):
     workdir = str(tmp_path)
     result = run_cli("train", [
         "--config=experiments/stylegan_digits.py:conditional", f"--workdir={workdir}",
-        "--config.train.num_steps=400", "--config.eval.every_steps=1000",
-        "--config.eval.track_samples=0", "--config.sample.every_steps=1000",
+        "--config.train.num_steps=400", "--config.eval.every_steps=0",
+        "--config.eval.track_samples=0", "--config.sample.every_steps=0",
         "--config.checkpoint.every_steps=1000", *SMALL_EVAL])
     assert result.returncode == 0, result.stderr[-3000:]
     result = run_cli("evaluate", [f"--workdir={workdir}", "--config.eval.ppl_samples=0"])

@@ -18,6 +18,7 @@ from tests.helpers import assert_resumes_exactly_on_any_device_count, run_cli
 
 TINY = ["--config=experiments/text_digits.py", "--config.model.channels=16",
         "--config.model.text_width=16", "--config.model.text_depth=1",
+        "--config.model.channel_mults=(1,)", "--config.model.transformer_resolutions=(8,)",
         "--config.model.num_timesteps=100", "--config.sample.steps=5",
         "--config.train.batch_size=32", "--config.train.log_every_steps=10",
         "--config.eval.every_steps=1000", "--config.eval.vlb_timesteps=10",
@@ -165,11 +166,8 @@ def test_a_text_family_needs_captions_and_names_the_key():
 
 @pytest.mark.slow
 def test_sigkill_restart_and_eight_devices_end_at_the_uninterrupted_parameters(tmp_path):
-    # 20 steps: by 40, parameters near zero (the zero-initialised output layers) part by a
-    # few 1e-5 between 1 and 8 devices, Adam scaling up rounding differences of their
-    # gradients; the losses agree throughout.
     assert_resumes_exactly_on_any_device_count(
-        str(tmp_path), [*TINY, "--config.checkpoint.every_steps=5"], steps=20, kill_after=5,
+        str(tmp_path), [*TINY, "--config.checkpoint.every_steps=5"], steps=10, kill_after=5,
         keys=("loss", "grad_norm"))
 
 
@@ -184,10 +182,8 @@ def test_a_prompt_differing_in_one_attribute_changes_that_attribute_of_the_sampl
     result = run_cli("train", ["--config=experiments/text_digits.py", f"--workdir={workdir}",
                                "--config.model.text_depth=1", "--config.train.num_steps=400",
                                "--config.train.batch_size=64", "--config.train.ema_decay=0.99",
-                               "--config.sample.steps=20", "--config.eval.num_samples=0",
-                               "--config.eval.every_steps=400", "--config.eval.num_examples=64",
-                               "--config.eval.vlb_timesteps=10",
-                               "--config.sample.every_steps=400",
+                               "--config.sample.steps=20", "--config.eval.every_steps=0",
+                               "--config.sample.every_steps=0",
                                "--config.checkpoint.every_steps=400"], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     model = jaxgen.load(workdir)

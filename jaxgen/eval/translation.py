@@ -4,6 +4,8 @@ Per direction d, "ab" (A -> B) and "ba", over up to `num` test images x of the s
 (the target domain Y's evaluation classifier scoring the translations):
 
   fid_d, kid_d              translations G(x) against Y's test images, Y's classifier features
+  real_fid_d, real_kid_d    the floor: as many of Y's *training* images against the same test
+                            images, what a perfect translator would reach
   cycle_mse_d               mean (G'(G(x)) - x)^2 per pixel in [0, 1], G' the other generator
   mse_to_truth_d            a known relation (Y = T(X)): mean (G(x) - T(x))^2 per pixel, beside
   identity_mse_to_truth_d   the identity map's mean (x - T(x))^2: the floor to beat
@@ -46,8 +48,8 @@ def unit(split: Split, count: int) -> np.ndarray:
 
 
 def direction_metrics(translate: Translate, direction: str, source: Split, target: Split,
-                      extractors: dict[str, Extractor], relation: Relation, num: int,
-                      batch_size: int, eval_config, seed: int) -> dict[str, float]:
+                      target_train: Split, extractors: dict[str, Extractor], relation: Relation,
+                      num: int, batch_size: int, eval_config, seed: int) -> dict[str, float]:
     """The metrics of one direction (see the module's doc), suffixed by `direction`."""
     reverse = direction[::-1]
     count = min(num, len(source))
@@ -80,10 +82,12 @@ def direction_metrics(translate: Translate, direction: str, source: Split, targe
     if wanted:
         values[f"target_accuracy_{direction}"] = float(np.mean(np.isin(predicted, wanted)))
     reference = real_features(target, extractors["features"], batch_size, num)
-    generated = np.concatenate(features)
-    values[f"fid_{direction}"] = metrics.fid(generated, reference)
-    values[f"kid_{direction}"], _ = metrics.kid(generated, reference, eval_config.kid_subsets,
-                                                eval_config.kid_subset_size, seed)
+    compared = {"": np.concatenate(features),
+                "real_": real_features(target_train, extractors["features"], batch_size, count)}
+    for prefix, generated in compared.items():
+        values[f"{prefix}fid_{direction}"] = metrics.fid(generated, reference)
+        values[f"{prefix}kid_{direction}"], _ = metrics.kid(
+            generated, reference, eval_config.kid_subsets, eval_config.kid_subset_size, seed)
     return values
 
 
@@ -94,13 +98,15 @@ def real_features(split: Split, extractor: Extractor, batch_size: int, num: int)
                            for s in range(0, len(x), batch_size)])
 
 
-def translation_metrics(translate: Translate, test: Split,
+def translation_metrics(translate: Translate, splits: dict[str, Split],
                         extractors: dict[str, dict[str, Extractor]], relation: Relation,
                         num: int, batch_size: int, eval_config, seed: int) -> dict[str, float]:
-    """Both directions' metrics; test: domain A's test split with domain B's attached;
-    extractors: {"a": {"classes", "features"}, "b": ...}, each domain's."""
-    values = direction_metrics(translate, "ab", test, test.domain_b, extractors["b"], relation,
-                               num, batch_size, eval_config, seed)
-    values.update(direction_metrics(translate, "ba", test.domain_b, test, extractors["a"],
-                                    relation, num, batch_size, eval_config, seed))
+    """Both directions' metrics; splits: {"train", "test"} of domain A, each with domain B's
+    attached; extractors: {"a": {"classes", "features"}, "b": ...}, each domain's."""
+    train, test = splits["train"], splits["test"]
+    values = direction_metrics(translate, "ab", test, test.domain_b, train.domain_b,
+                               extractors["b"], relation, num, batch_size, eval_config, seed)
+    values.update(direction_metrics(translate, "ba", test.domain_b, test, train,
+                                    extractors["a"], relation, num, batch_size, eval_config,
+                                    seed))
     return values

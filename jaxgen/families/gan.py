@@ -87,13 +87,17 @@ class GANFamily(FamilyBase):
         self.discriminator_steps = m.discriminator_steps
         self.r1_gamma = m.r1_gamma
         self.r1_interval = m.get("r1_interval", 1)
-        self.spectral_norm = m.spectral_norm
+        self.spectral_norm = m.get("spectral_norm", False)
         self.num_classes = data.num_classes if m.conditional else 0
-        self.generator = Generator(data.image_shape, tuple(m.generator_features),
-                                   self.num_classes)
-        self.discriminator = Discriminator(tuple(m.discriminator_features), self.num_classes,
-                                           m.spectral_norm)
+        self.generator, self.discriminator = self.networks(m, data)
         self.optimizers = player_optimizers(config.train)
+
+    def networks(self, model: ml_collections.ConfigDict, data: DataSpec):
+        """(generator, discriminator) modules: DCGAN's; a GAN family with other networks
+        (StyleGAN) overrides this and keeps the step, losses and regularisers."""
+        return (Generator(data.image_shape, tuple(model.generator_features), self.num_classes),
+                Discriminator(tuple(model.discriminator_features), self.num_classes,
+                              self.spectral_norm))
 
     # Building blocks.
 

@@ -109,24 +109,18 @@ class StyleGANFamily(gan.GANFamily):
                 raise ConfigError(f"model.{name} has {len(widths)} resolutions, for {side}x{side} "
                                   f"images, but the data's are {height}x{width} "
                                   f"(data.pad_to pads them to a square)")
-        self.config = config
-        self.data = data
-        self.loss = m.loss
-        self.latent_dim = m.latent_dim
-        self.discriminator_steps = m.discriminator_steps
-        self.r1_gamma, self.r1_interval = m.r1_gamma, m.r1_interval
-        self.spectral_norm = False
-        self.num_classes = data.num_classes if m.conditional else 0
+        super().__init__(config, data)
         self.w_dim = m.w_dim
         self.num_ws = num_style_inputs(len(m.generator_widths))
-        self.generator = StyleGenerator(data.image_shape, tuple(m.generator_widths), m.w_dim,
-                                        m.mapping_depth, self.num_classes,
-                                        m.mapping_lr_multiplier, m.upsampling)
-        self.discriminator = StyleDiscriminator(tuple(m.discriminator_widths), self.num_classes,
-                                                m.mbstd_group)
-        self.optimizers = gan.player_optimizers(config.train)
         self.model = m
         self.truncation_psi = config.sample.truncation_psi
+
+    def networks(self, model: ml_collections.ConfigDict, data: DataSpec):
+        return (StyleGenerator(data.image_shape, tuple(model.generator_widths), model.w_dim,
+                               model.mapping_depth, self.num_classes,
+                               model.mapping_lr_multiplier, model.upsampling),
+                StyleDiscriminator(tuple(model.discriminator_widths), self.num_classes,
+                                   model.mbstd_group))
 
     # The networks, by part.
 
