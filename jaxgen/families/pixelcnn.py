@@ -4,7 +4,9 @@ log p(x) = sum over pixels in raster order of log p(x_i | x_<i), each factor a d
 mixture of logistics over the data's grid of levels (`losses.logistic_mixture`), its parameters
 from one pass of the causal network (`models.pixelcnn`). Training minimises the exact negative
 log-likelihood in bits/dim; evaluation reports it in nats and bits/dim. Sampling draws pixel after
-pixel, one network pass each (H x W passes per image), in one compiled `lax.fori_loop`.
+pixel in one compiled program. The reference sampler runs the whole network once per pixel
+(H x W passes per image); the default computes the same function with less work: the u stream
+once per row, and both streams only on the rows drawn so far (`sample_fast`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ KEYS = {
     "model.num_mixtures": Key(10, "logistic components per pixel", check=POSITIVE),
     "model.dropout": Key(0.5, "dropout in the residual blocks", check=FRACTION),
     "model.conditional": Key(False, "a class bias in every residual block"),
+    "sample.sampler": Key("fast", "fast: the u stream once per row, only the rows drawn so "
+                                  "far (the same samples); reference: the whole network per "
+                                  "pixel", choices=("fast", "reference")),
 }
+
+# The fast sampler crops the image below the row it draws in at most this many steps: each
+# crop height is one more compiled copy of the network.
+MAX_ROW_BANDS = 4
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -112,20 +121,63 @@ class PixelCNNFamily(FamilyBase):
 
     def sample(self, state: TrainState, rng, num: int, labels=None):
         """num images [num, H, W, C] in [-1, 1], drawn pixel by pixel in raster order (the
-        channels of a pixel one after another inside the mixture): H x W network passes."""
+        channels of a pixel one after another inside the mixture), by `sample.sampler`."""
+        if self.config.sample.sampler == "reference":
+            return self.sample_reference(state, rng, num, labels)
+        return self.sample_fast(state, rng, num, labels)
+
+    def _draw_pixel(self, rng, output, x, row, column):
+        """x with pixel (row, column) drawn from output [num, h, W, num_outputs]; the key of
+        pixel i is fold_in(rng, i) in both samplers, so they draw the same images."""
+        width, channels = x.shape[2], x.shape[3]
+        at = jax.lax.dynamic_slice_in_dim(
+            jax.lax.dynamic_slice_in_dim(output, row, 1, axis=1), column, 1, axis=2)
+        pixel = logistic_mixture.sample(jax.random.fold_in(rng, row * width + column),
+                                        at[:, 0, 0], channels, self.num_levels,
+                                        self.num_mixtures)
+        return jax.lax.dynamic_update_slice(x, pixel[:, None, None, :].astype(x.dtype),
+                                            (0, row, column, 0))
+
+    def sample_reference(self, state: TrainState, rng, num: int, labels=None):
+        """The definition: one pass of the whole network per pixel, H x W passes per image."""
         labels = self.cycled_labels(num, labels)
         params = state.params_for_sampling()
         height, width, channels = self.data.image_shape
 
         def draw(position, x):
             row, column = position // width, position % width
-            output = self.apply(params, x, labels)
-            at = jax.lax.dynamic_slice_in_dim(
-                jax.lax.dynamic_slice_in_dim(output, row, 1, axis=1), column, 1, axis=2)
-            pixel = logistic_mixture.sample(jax.random.fold_in(rng, position), at[:, 0, 0],
-                                            channels, self.num_levels, self.num_mixtures)
-            return jax.lax.dynamic_update_slice(x, pixel[:, None, None, :].astype(x.dtype),
-                                                (0, row, column, 0))
+            return self._draw_pixel(rng, self.apply(params, x, labels), x, row, column)
 
         x = jnp.zeros((num, height, width, channels), jnp.float32)
         return jax.lax.fori_loop(0, height * width, draw, x)
+
+    def sample_fast(self, state: TrainState, rng, num: int, labels=None):
+        """sample_reference's images for less work (equal outputs; tests/test_pixelcnn.py).
+        Nothing at row r sees a row below it, so (1) the u stream, which sees only rows < r,
+        runs once per row instead of once per pixel, and (2) while drawing rows top..bottom-1
+        both streams run on the image cropped to its first `bottom` rows, in up to
+        MAX_ROW_BANDS bands. On 28x28 (bands of 7 rows) the network runs on 17.5 rows on average
+        instead of 28, and 3.6x fewer FLOPs in all."""
+        labels = self.cycled_labels(num, labels)
+        params = state.params_for_sampling()
+        height, width, channels = self.data.image_shape
+        band = -(-height // min(height, MAX_ROW_BANDS))
+
+        def u_stream(x):
+            return self.run(self.model, {"params": params}, x, labels, stream="u")
+
+        def ul_output(x, u):
+            return self.run(self.model, {"params": params}, x, labels, False, u, stream="ul")
+
+        def draw_row(row, x):
+            u = u_stream(x)
+            return jax.lax.fori_loop(
+                0, width, lambda column, x: self._draw_pixel(rng, ul_output(x, u), x, row,
+                                                             column), x)
+
+        x = jnp.zeros((num, height, width, channels), jnp.float32)
+        for top in range(0, height, band):  # a static crop per band: one program per height
+            bottom = min(top + band, height)
+            drawn = jax.lax.fori_loop(top, bottom, draw_row, x[:, :bottom])
+            x = x.at[:, :bottom].set(drawn)
+        return x

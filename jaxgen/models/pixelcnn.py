@@ -96,7 +96,15 @@ class GatedResnet(nn.Module):
 class PixelCNNPP(nn.Module):
     """x [B, H, W, C] in [-1, 1] (labels int [B] if num_classes) -> the logistic mixture's
     parameters at every pixel [B, H, W, out_channels], each depending only on the pixels
-    before it in raster order."""
+    before it in raster order.
+
+    The u stream never reads the ul stream, so it can run alone: stream="u" returns the u
+    values the ul stream consumes (a tuple, one per ul block), and stream="ul" with those
+    values as `u_stream` finishes the pass. A sampler drawing row r computes the u stream once
+    for the whole row (its values at row r see only rows < r) and the ul stream per pixel. Every
+    output at row r depends on rows <= r only and all padding is above or to the left, so an
+    image cropped below row r gives the same outputs at rows <= r.
+    """
     out_channels: int
     filters: int = 160
     num_resnet: int = 5
@@ -105,40 +113,79 @@ class PixelCNNPP(nn.Module):
     num_classes: int = 0
 
     @nn.compact
-    def __call__(self, x, labels=None, train: bool = False):
+    def __call__(self, x, labels=None, train: bool = False, u_stream=None, stream: str = "both"):
         chex.assert_rank(x, 4)
+        if stream not in ("both", "u", "ul") or (stream == "ul") != (u_stream is not None):
+            raise ValueError(f"stream='{stream}' (both, u, or ul given u_stream)")
         f = self.filters
 
-        def u_block(h, skip=None):
-            return GatedResnet(DownShiftedConv, self.dropout, self.num_classes)(
-                h, skip, labels, train)
+        def block(shifted):
+            return GatedResnet(shifted, self.dropout, self.num_classes)
 
-        def ul_block(h, skip):
-            return GatedResnet(DownRightShiftedConv, self.dropout, self.num_classes)(
-                h, skip, labels, train)
+        # Every layer is built here, in one order, whichever stream runs: the order gives the
+        # parameters their names (DownShiftedConv_0, GatedResnet_3, ...).
+        u_first = DownShiftedConv(f, (2, 3))
+        ul_first = (DownShiftedConv(f, (1, 3)), DownRightShiftedConv(f, (2, 1)))
+        down = []  # per resolution: (u downsampling, ul downsampling, [(u block, ul block)])
+        for level in range(self.num_resolutions):
+            resample = ((DownShiftedConv(f, strides=2), DownRightShiftedConv(f, strides=2))
+                        if level else (None, None))
+            down.append((*resample, [(block(DownShiftedConv), block(DownRightShiftedConv))
+                                     for _ in range(self.num_resnet)]))
+        up = []  # per resolution, coarsest first: (u upsampling conv, ul upsampling conv, blocks)
+        for level in reversed(range(self.num_resolutions)):
+            last = level == self.num_resolutions - 1
+            resample = (None, None) if last else (DownShiftedConv(f), DownRightShiftedConv(f))
+            up.append((*resample, [(block(DownShiftedConv), block(DownRightShiftedConv))
+                                   for _ in range(self.num_resnet + (0 if last else 1))]))
+        mixture = nn.Dense(self.out_channels, name="mixture")
 
         # A channel of ones: the network tells the image's border from zero padding.
         x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
-        u_list = [down_shift(DownShiftedConv(f, (2, 3))(x))]
-        ul_list = [down_shift(DownShiftedConv(f, (1, 3))(x))
-                   + right_shift(DownRightShiftedConv(f, (2, 1))(x))]
-        for level in range(self.num_resolutions):
-            if level:
-                u_list.append(DownShiftedConv(f, strides=2)(u_list[-1]))
-                ul_list.append(DownRightShiftedConv(f, strides=2)(ul_list[-1]))
-            for _ in range(self.num_resnet):
-                u_list.append(u_block(u_list[-1]))
-                ul_list.append(ul_block(ul_list[-1], u_list[-1]))
+        if u_stream is None:
+            u_stream = self._u_stream(x, labels, train, u_first, down, up)
+            if stream == "u":
+                return u_stream
+        return mixture(nn.elu(self._ul_stream(x, labels, train, ul_first, down, up,
+                                              iter(u_stream))))
 
-        u, ul = u_list.pop(), ul_list.pop()
-        for level in reversed(range(self.num_resolutions)):
-            if level != self.num_resolutions - 1:
+    def _u_stream(self, x, labels, train, first, down, up) -> tuple:
+        """The u value each ul block reads, in the order the ul blocks run."""
+        seen = []
+        u_list = [down_shift(first(x))]
+        for downsample, _, blocks in down:
+            if downsample is not None:
+                u_list.append(downsample(u_list[-1]))
+            for u_block, _ in blocks:
+                u_list.append(u_block(u_list[-1], None, labels, train))
+                seen.append(u_list[-1])
+        u = u_list.pop()
+        for upsample_conv, _, blocks in up:
+            if upsample_conv is not None:
                 height, width = u_list[-1].shape[1:3]
-                u = DownShiftedConv(f)(upsample_nearest(u)[:, :height, :width])
-                ul = DownRightShiftedConv(f)(upsample_nearest(ul)[:, :height, :width])
-            last = level == self.num_resolutions - 1
-            for _ in range(self.num_resnet + (0 if last else 1)):
-                u = u_block(u, u_list.pop())
-                ul = ul_block(ul, jnp.concatenate([u, ul_list.pop()], axis=-1))
-        assert not u_list and not ul_list
-        return nn.Dense(self.out_channels, name="mixture")(nn.elu(ul))
+                u = upsample_conv(upsample_nearest(u)[:, :height, :width])
+            for u_block, _ in blocks:
+                u = u_block(u, u_list.pop(), labels, train)
+                seen.append(u)
+        assert not u_list
+        return tuple(seen)
+
+    def _ul_stream(self, x, labels, train, first, down, up, u_stream):
+        """The last ul features [B, H, W, filters], given the u stream's values in order."""
+        vertical, horizontal = first
+        ul_list = [down_shift(vertical(x)) + right_shift(horizontal(x))]
+        for _, downsample, blocks in down:
+            if downsample is not None:
+                ul_list.append(downsample(ul_list[-1]))
+            for _, ul_block in blocks:
+                ul_list.append(ul_block(ul_list[-1], next(u_stream), labels, train))
+        ul = ul_list.pop()
+        for _, upsample_conv, blocks in up:
+            if upsample_conv is not None:
+                height, width = ul_list[-1].shape[1:3]
+                ul = upsample_conv(upsample_nearest(ul)[:, :height, :width])
+            for _, ul_block in blocks:
+                ul = ul_block(ul, jnp.concatenate([next(u_stream), ul_list.pop()], axis=-1),
+                              labels, train)
+        assert not ul_list and next(u_stream, None) is None
+        return ul
