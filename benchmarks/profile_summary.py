@@ -42,7 +42,8 @@ def find_trace(path: str) -> str:
 
 
 def summarise(path: str, top: int = 25) -> dict:
-    """{"device_seconds", "by_kind": {kind: seconds}, "top": [[name, seconds, share]]}."""
+    """{"device_seconds", "events" (kernels and copies), "by_kind": {kind: seconds},
+    "top": [[name, seconds, share]]}."""
     with gzip.open(find_trace(path), "rt", encoding="utf-8") as f:
         events = json.load(f)["traceEvents"]
     process_names = {e["pid"]: e["args"]["name"] for e in events
@@ -50,15 +51,17 @@ def summarise(path: str, top: int = 25) -> dict:
     devices = {pid for pid, name in process_names.items() if "/device:" in name}
     pids = devices or set(process_names)
     by_name: dict[str, float] = collections.Counter()
+    launches = 0
     for e in events:
         if e.get("ph") == "X" and e.get("pid") in pids:
             by_name[e["name"]] += e.get("dur", 0.0) * 1e-6  # microseconds
+            launches += 1
     total = sum(by_name.values()) or 1.0
     by_kind: dict[str, float] = collections.Counter()
     for name, seconds in by_name.items():
         by_kind[kind_of(name)] += seconds
     return {"trace": find_trace(path), "processes": sorted(process_names[p] for p in pids),
-            "device_seconds": total,
+            "device_seconds": total, "events": launches,
             "by_kind": {k: v for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
             "top": [[n, s, s / total] for n, s in by_name.most_common(top)]}
 

@@ -2,6 +2,7 @@
 
 python benchmarks/train_step.py [--experiments vae_digits ddpm_cifar10 ...] [--steps 50]
     [--dtype float32 bfloat16] [--synthetic] [--override KEY=VALUE ...] [--out FILE]
+    [--timing-barrier DIR:N]
 
 FLOPs are counted from the step's jaxpr (convolutions and matmuls, `jaxgen.flops`): XLA's
 cost analysis misses cuDNN's convolutions on GPU. MFU divides the achieved FLOP/s by the
@@ -11,11 +12,19 @@ compile with an empty persistent cache, "warm" the same step loaded from that ca
 `jax.clear_caches()` (what a restarted run pays). --synthetic trains on random data of the
 experiment's image shape (no download: ddpm_cifar10 anywhere). Writes
 benchmarks/results/train_step_<device kind>.json.
+
+--timing-barrier DIR:N lets N processes (variants of flags or keys) compile side by side and
+time one at a time: each waits after its warm-up until N are ready (or BARRIER_WAIT seconds
+passed), then times while holding an exclusive lock on DIR/lock. Their compile times are
+then those of a shared host (and their GPU autotuning ran beside the others' work); their
+throughput is that of the device alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -34,6 +43,8 @@ from jaxgen.trainer import Trainer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PROFILED_STEPS = 5
+# Seconds a ready process waits for the others before it times anyway.
+BARRIER_WAIT = float(os.environ.get("BARRIER_WAIT", 300))
 
 # Image shapes of the datasets the experiments name, for --synthetic.
 SHAPES = {("digits", ""): (8, 8, 1), ("idx", ""): (28, 28, 1),
@@ -88,8 +99,43 @@ def synthetic_overrides(experiment: str, data, batch_size: int) -> list[str]:
             f"synthetic_size={max(4 * batch_size, 1024)}"]
 
 
+def mark_ready(barrier: str) -> None:
+    """Counts this process in barrier "DIR:N" (once, however often called): ready to time,
+    or done, so that a process whose rows failed does not hold the others back."""
+    if barrier:
+        directory = barrier.rsplit(":", 1)[0]
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"ready.{os.getpid()}"), "w", encoding="utf-8"):
+            pass
+
+
+@contextlib.contextmanager
+def timing_slot(barrier: str):
+    """With barrier "DIR:N": marks this process ready, waits until N are (at most
+    BARRIER_WAIT s), then holds DIR/lock exclusively; yields whether all N were ready."""
+    if not barrier:
+        yield True
+        return
+    directory, expected = barrier.rsplit(":", 1)
+    mark_ready(barrier)
+    deadline = time.monotonic() + BARRIER_WAIT
+    while True:
+        all_ready = sum(n.startswith("ready.") for n in os.listdir(directory)) >= int(expected)
+        if all_ready or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    with open(os.path.join(directory, "lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield all_ready
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
-              profile_dir: str = "") -> dict:
+              profile_dir: str = "", barrier: str = "", matmul: dict | None = None) -> dict:
+    """One row. matmul: {dtype: measured matmul FLOP/s}, filled inside the timing slot when
+    missing (so that a barrier's processes measure it alone too)."""
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
     config, splits, family = runs.prepare(flags, [*overrides, f"train.compute_dtype={dtype}"])
@@ -107,23 +153,29 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
         state, metrics = compiled(state, batch, s)
     jax.block_until_ready(metrics)
     batches = [trainer.global_batch(trainer.stream.batch_at(s)) for s in range(1, steps + 1)]
-    start = time.perf_counter()
-    for s, b in enumerate(batches, start=3):  # lazy regularisers on their steps, as in training
-        state, metrics = compiled(state, b, s)
-    jax.block_until_ready((state, metrics))
-    step_seconds = (time.perf_counter() - start) / steps
-    memory, memory_kind = peak_memory_bytes()
-    profile = None
-    if profile_dir:  # after the timed steps, so the profiler's overhead stays out of them
-        from benchmarks.profile_summary import summarise
-        directory = os.path.join(profile_dir, f"{experiment}_{dtype}")
-        jax.profiler.start_trace(directory, create_perfetto_trace=True)
-        for s, b in enumerate(batches[:PROFILED_STEPS], start=3 + steps):
+    jax.block_until_ready(batches)
+    with timing_slot(barrier) as all_ready:
+        if matmul is not None and dtype not in matmul:
+            matmul[dtype] = matmul_flops_per_second(jnp.dtype(dtype))
+        start = time.perf_counter()
+        for s, b in enumerate(batches, start=3):  # lazy regularisers on their steps
             state, metrics = compiled(state, b, s)
+        # The host's time to hand out the steps: near the total, the host is the bottleneck.
+        dispatch_seconds = (time.perf_counter() - start) / steps
         jax.block_until_ready((state, metrics))
-        jax.profiler.stop_trace()
-        profile = summarise(directory)
-        profile["steps"] = PROFILED_STEPS
+        step_seconds = (time.perf_counter() - start) / steps
+        profile = None
+        if profile_dir:  # after the timed steps, so the profiler's overhead stays out of them
+            from benchmarks.profile_summary import summarise
+            directory = os.path.join(profile_dir, f"{experiment}_{dtype}")
+            jax.profiler.start_trace(directory, create_perfetto_trace=True)
+            for s, b in enumerate(batches[:PROFILED_STEPS], start=3 + steps):
+                state, metrics = compiled(state, b, s)
+            jax.block_until_ready((state, metrics))
+            jax.profiler.stop_trace()
+            profile = summarise(directory)
+            profile["steps"] = PROFILED_STEPS
+    memory, memory_kind = peak_memory_bytes()
     achieved = step_flops / step_seconds
     peak = flops.peak_flops(jax.devices()[0], dtype)
     return {
@@ -136,6 +188,8 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
         "compile_seconds_cold": cold,
         "compile_seconds_warm": warm,
         "step_seconds": step_seconds,
+        "dispatch_seconds_per_step": dispatch_seconds,
+        "timed_alone": all_ready,
         "images_per_second": config.train.batch_size / step_seconds,
         "flops_per_step": step_flops,
         "flops_per_image": step_flops / config.train.batch_size,
@@ -195,6 +249,8 @@ def main() -> None:
     p.add_argument("--override", action="append", default=[], help="KEY=VALUE for every config")
     p.add_argument("--profile", default="", metavar="DIR",
                    help=f"also trace {PROFILED_STEPS} steps per row into DIR and summarise them")
+    p.add_argument("--timing-barrier", default="", metavar="DIR:N",
+                   help="N processes compile side by side and time one at a time")
     p.add_argument("--out", default="")
     args = p.parse_args()
     os.chdir(ROOT)
@@ -202,7 +258,7 @@ def main() -> None:
     os.environ["JAXGEN_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jaxgen_xla_")
     from jaxgen import runtime
     runtime.configure(deterministic=args.deterministic)
-    matmul = {d: matmul_flops_per_second(jnp.dtype(d)) for d in args.dtype}
+    matmul: dict = {}  # measured in the first timing slot of each dtype
     device = jax.devices()[0]
     record = {
         **environment(),
@@ -213,12 +269,19 @@ def main() -> None:
         "results": [],
     }
     stem = f"train_step{'_deterministic' if args.deterministic else ''}"
+    try:
+        run_rows(args, record, matmul, stem)
+    finally:
+        mark_ready(args.timing_barrier)
+
+
+def run_rows(args: argparse.Namespace, record: dict, matmul: dict, stem: str) -> None:
     for name in args.experiments:
         for dtype in args.dtype:
             try:
                 row = benchmark(name, args.steps, dtype,
                                 [*experiment_overrides(name, args.synthetic), *args.override],
-                                args.profile)
+                                args.profile, args.timing_barrier, matmul)
             except (config_lib.ConfigError, RuntimeError) as e:
                 print(f"{name}: skipped: {e}", file=sys.stderr)
                 continue

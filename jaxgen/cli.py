@@ -18,7 +18,8 @@ import ml_collections
 
 from jaxgen import config as config_lib, families, parallel, runtime, workdir as workdir_lib
 from jaxgen.data.sources import DatasetError
-from jaxgen.trainer import NonFiniteLossError, Preempted
+from jaxgen.periodic import NonFiniteLossError
+from jaxgen.trainer import Preempted
 
 # Exit codes (documented in the README): 2 bad input or environment (one line on stderr),
 # 3 a non-finite loss, 75 preempted by SIGTERM/SIGINT with a checkpoint written (EX_TEMPFAIL:

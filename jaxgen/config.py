@@ -157,6 +157,12 @@ BASE_KEYS: dict[str, Key] = {
                                           "convolutions; parameters, optimiser, losses stay "
                                           "float32 (bfloat16 on GPU/TPU)",
                                choices=("float32", "bfloat16")),
+    "train.dropout_prng": Key("threefry", "generator of the networks' dropout masks: "
+                                          "threefry (the same bits on every backend and "
+                                          "device count) or rbg (XLA's RngBitGenerator: "
+                                          "cheaper masks on GPU/TPU; its bits depend on "
+                                          "the backend and the partitioning)",
+                              choices=("threefry", "rbg")),
     "train.deterministic": Key(True, "bit-reproducible GPU runs (--xla_gpu_deterministic_ops, "
                                      "set before the backend starts); CPU and TPU are "
                                      "deterministic anyway"),

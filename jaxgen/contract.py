@@ -170,7 +170,12 @@ class FamilyBase:
         return self.num_classes
 
     def run(self, module, variables: dict, *args, **kwargs):
-        """module.apply in the run's compute dtype (`train.compute_dtype`), float32 out."""
+        """module.apply in the run's compute dtype (`train.compute_dtype`), float32 out; the
+        rngs (dropout's) of the run's generator (`train.dropout_prng`)."""
+        impl = self.config.train.get("dropout_prng", "threefry")
+        if kwargs.get("rngs") and impl != "threefry":
+            kwargs["rngs"] = {name: rng_lib.with_impl(key, impl)
+                              for name, key in kwargs["rngs"].items()}
         return precision.apply(module, variables, *args,
                                dtype=self.config.train.get("compute_dtype", "float32"), **kwargs)
 

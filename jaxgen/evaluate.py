@@ -29,6 +29,7 @@ import os
 import time
 
 import jax.numpy as jnp
+import ml_collections
 
 from jaxgen import cli, config as config_lib, latent, parallel, runs, workdir as workdir_lib
 from jaxgen.contract import (LatentGenerator, LatentModel, LikelihoodModel, PromptModel,
@@ -148,8 +149,12 @@ def reusable_likelihoods(workdir: str, output: str, config, step: int
                 record = json.load(f)
         except (OSError, ValueError):
             continue
-        if (isinstance(record, dict) and record.get("step") == step
-                and "likelihood_keys" in record and relevant(record["config"]) == mine):
+        if not (isinstance(record, dict) and record.get("step") == step
+                and "likelihood_keys" in record and isinstance(record.get("config"), dict)):
+            continue
+        # A base key added since that evaluation: its absence meant the default's behaviour.
+        earlier = config_lib.fill_defaults(ml_collections.ConfigDict(record["config"]))
+        if relevant(json.loads(earlier.to_json())) == mine:
             return name, {k: record["values"][k] for k in record["likelihood_keys"]}
     return None
 

@@ -1,8 +1,9 @@
 """python -m jaxgen.report ROOT... [--metric=fid --x=model.beta] [--curve=recall] [--out=DIR]
+    [--keys=family,model.decoder] [--metrics=fid,recall]
 
 Collects every evaluation (metrics*.json beside a config.json) under the ROOTs into one
 table, each with the config it was evaluated under:
-one row per configuration, the config keys that differ between runs as columns, each
+one row per configuration, the config keys that differ between runs (or --keys) as columns, each
 metric as mean and standard deviation over the seeds that ran it. Writes report.md
 (Markdown), report.csv (every metric) and, with --metric and --x, a plot of the metric
 against the key, one line per setting of the other swept keys. With --curve, a metric the
@@ -38,8 +39,9 @@ HEADLINE = ("nll_bits_per_dim", "neg_elbo", "neg_elbo_bits_per_dim", "iwae_nll",
             "seen_class_accuracy", "seen_brightness_accuracy", "seen_size_accuracy",
             "held_out_class_accuracy", "held_out_brightness_accuracy", "held_out_size_accuracy",
             # Perceptual path length of generators (eval/path_length.py).
-            "ppl_z", "ppl_w")
+            "ppl_z", "ppl_w", "sampling_seconds_per_1000")
 SAMPLE_COUNTS = ("num_samples", "num_reference")  # generated and test images compared
+SAMPLING_TIME = "sampling_seconds_per_1000"  # from the evaluation's "sampling" record
 
 
 def find_runs(roots: list[str]) -> list[dict[str, Any]]:
@@ -72,6 +74,9 @@ def find_runs(roots: list[str]) -> list[dict[str, Any]]:
                 config = config_lib.flatten(record.get("config", trained))
                 # Sample metrics are read beside the counts they were measured on.
                 counts = {k: record[k] for k in SAMPLE_COUNTS if isinstance(record.get(k), int)}
+                # The sampler's cost where this evaluation ran (the machine's load included).
+                if isinstance(record.get("sampling"), dict):
+                    counts[SAMPLING_TIME] = record["sampling"]["seconds_per_1000"]
                 runs.append({"workdir": path, "config": config,
                              "metrics": {**record["values"], **counts}})
     return runs
@@ -82,6 +87,20 @@ def swept_keys(runs: list[dict[str, Any]]) -> list[str]:
     keys = sorted({k for run in runs for k in run["config"]})
     return [k for k in keys if not k.startswith(IGNORED_PREFIXES)
             and len({json.dumps(run["config"].get(k)) for run in runs}) > 1]
+
+
+def check_keys_separate(runs: list[dict[str, Any]], keys: list[str], swept: list[str]) -> None:
+    """Raises ConfigError where runs that differ in a swept key would share a row of keys
+    (and be averaged as if they were seeds of one configuration)."""
+    settings: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        row = json.dumps([run["config"].get(k) for k in keys])
+        first = settings.setdefault(row, run)
+        for key in swept:
+            if json.dumps(first["config"].get(key)) != json.dumps(run["config"].get(key)):
+                raise config_lib.ConfigError(
+                    f"--keys: {first['workdir']} and {run['workdir']} share a row but differ "
+                    f"in {key}; add it to --keys")
 
 
 def aggregate(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
@@ -253,6 +272,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--x", default="", help="config key on the plot's x axis")
     p.add_argument("--metrics", default="",
                    help="comma-separated metrics of the Markdown table; default: the headline")
+    p.add_argument("--keys", default="", help="comma-separated config keys, the table's "
+                   "columns and rows (default: every key that differs between the runs)")
     p.add_argument("--curve", default="", help="a metric logged during training to plot "
                    "against step")
     p.add_argument("--split", default="test", choices=("train", "test"),
@@ -273,6 +294,14 @@ def main(argv: list[str]) -> None:
         raise config_lib.ConfigError(f"no workdir with config.json and metrics.json under "
                                      f"{', '.join(flags.roots)}")
     keys = swept_keys(runs)
+    if flags.keys:
+        chosen_keys = flags.keys.split(",")
+        known = {k for run in runs for k in run["config"]}
+        unknown_keys = [k for k in chosen_keys if k not in known]
+        if unknown_keys:
+            raise config_lib.ConfigError(f"--keys: '{unknown_keys[0]}' is in no run's config")
+        check_keys_separate(runs, chosen_keys, swept_keys(runs))
+        keys = chosen_keys
     if flags.x and flags.x not in keys:
         raise config_lib.ConfigError(f"--x={flags.x} is not a swept key (swept: "
                                      f"{', '.join(keys) or 'none'})")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxgen import cli, runs
+from jaxgen import cli, config as config_lib, runs
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.runner import real_features
@@ -115,6 +115,10 @@ def test_the_real_column_is_test_images_the_classifier_never_saw(digits, monkeyp
     unseen = original(extractors, test, 128)
     assert np.mean(unseen["label"][rows] == test.labels[rows]) < 1.0
     assert 0 < out["real"]["fid"] < out["model"]["fid"]
+    # The sampler's cost, from the batches after the first (which compiles).
+    batch = load("experiments/vae_digits.py", []).eval.sample_batch_size
+    assert out["sampling"]["batch_size"] == batch and out["sampling"]["seconds_per_1000"] > 0
+    assert out["sampling"]["batches_timed"] == -(-1000 // batch) - 1
 
 
 def _values(workdir):
@@ -163,6 +167,10 @@ def test_evaluations_differing_only_in_sampling_share_likelihoods(tmp_path):
             return json.load(f)
 
     first = evaluate("metrics_a.json", "--num_samples=32")
+    # As written by a jaxgen older than a base key: its absence meant the default.
+    older = json.loads((tmp_path / "metrics_a.json").read_text())
+    del older["config"]["train"]["dropout_prng"]
+    (tmp_path / "metrics_a.json").write_text(json.dumps(older))
     other_sampling = evaluate("metrics_b.json", "--num_samples=64", "--config.sample.num=4")
     other_examples = evaluate("metrics_c.json", "--num_samples=32", "--num_examples=64")
     assert "likelihood_from" not in first and "neg_elbo" in first["likelihood_keys"]
@@ -312,3 +320,23 @@ def test_the_report_puts_sample_counts_beside_sample_metrics(tmp_path):
     table = (tmp_path / "report.md").read_text()
     assert "| eval.num_samples | seeds | num_samples | num_reference | fid | precision |" in table
     assert "| 2000 | 1 | 2000 | 359 | 3 | 0.8 |" in table
+
+
+def test_the_report_tabulates_chosen_keys_with_sampling_time_and_refuses_to_merge_runs(tmp_path):
+    from jaxgen import report
+    for name, family, decoder in (("v", "vae", "bernoulli"), ("p", "pixelcnn", None)):
+        run = tmp_path / name
+        run.mkdir()
+        config = {"seed": 0, "family": family, "model": {"decoder": decoder, "width": 8}}
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "metrics.json").write_text(json.dumps({
+            "values": {"fid": 3.0}, "num_samples": 1000, "config": config,
+            "sampling": {"seconds_per_1000": 12.5, "batch_size": 500, "batches_timed": 1}}))
+    report.main([str(tmp_path), "--keys=family"])
+    table = (tmp_path / "report.md").read_text()
+    assert "| family | seeds | num_samples | fid | sampling_seconds_per_1000 |" in table
+    assert "| pixelcnn | 1 | 1000 | 3 | 12.5 |" in table
+    with pytest.raises(config_lib.ConfigError, match="differ in family; add it to --keys"):
+        report.main([str(tmp_path), "--keys=model.width"])
+    with pytest.raises(config_lib.ConfigError, match="'model.depth' is in no run"):
+        report.main([str(tmp_path), "--keys=model.depth"])

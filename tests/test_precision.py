@@ -71,3 +71,26 @@ def test_an_unknown_compute_dtype_is_a_config_error(tmp_path):
                                                   "--config.train.compute_dtype=float16"])
     with pytest.raises(Exception, match="train.compute_dtype"):
         runs.prepare(flags, overrides)
+
+
+def test_rbg_dropout_masks_come_from_the_rng_bit_generator_and_repeat_for_a_key(tmp_path):
+    """train.dropout_prng=rbg (cheaper masks on GPU): only the masks' generator changes."""
+    from tests.test_diffusion import TINY_DDPM
+    losses = {}
+    for impl in ("threefry", "rbg"):
+        flags, overrides = cli.parse(cli.parser(""), [
+            *TINY_DDPM, f"--workdir={tmp_path / impl}", "--config.model.dropout=0.5",
+            f"--config.train.dropout_prng={impl}"])
+        config, splits, family = runs.prepare(flags, overrides)
+        t = trainer.Trainer(config, family, splits)
+        # Off the zero-initialised output layer, through which no mask would show.
+        params = jax.tree.map(lambda p: p + 0.05, t.init_state().params)
+        batch = t.global_batch(t.stream.batch_at(0))
+        loss = jax.jit(lambda p, key: family.per_example_loss(p, batch, key, True))
+        key = jax.random.key(3)
+        assert ("rng_bit_generator" in loss.lower(params, key).as_text()) == (impl == "rbg")
+        losses[impl] = np.asarray(loss(params, key))
+        np.testing.assert_array_equal(losses[impl], loss(params, key))
+        assert np.isfinite(losses[impl]).all()
+    # The same parameters, noise and timesteps: the losses differ by the masks alone.
+    assert not np.allclose(losses["threefry"], losses["rbg"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Callable
 
 import jax
@@ -72,21 +73,37 @@ def _collect(parts, extractors: dict[str, Extractor], images: jax.Array,
 
 def generated_features(sample_batch: BatchSampler, extractors: dict[str, Extractor], num: int,
                        batch_size: int, num_classes: int) -> dict[str, np.ndarray]:
-    """{"features": [num, D], "label": [num], "requested": [num]} of num samples, asking
-    for the classes 0, 1, ..., num_classes - 1, 0, ... in turn (num_classes 0: all 0)."""
+    """{"features": [num, D], "label": [num], "requested": [num], "batch_seconds":
+    [batches]} of num samples, asking for the classes 0, 1, ..., num_classes - 1, 0, ... in
+    turn (num_classes 0: all 0); batch_seconds: each batch's sampling time (the first's
+    includes the sampler's compile)."""
     mesh = parallel.make_mesh()
     parts: dict[str, list] = {"features": [], "label": [], "requested": []}
     padded = parallel.padded(batch_size, mesh)
     rows = parallel.process_rows(padded)
+    seconds = []
     progress = Progress(f"sampling {num} images for the metrics", -(-num // batch_size))
     for b in range(-(-num // batch_size)):
         requested = (np.arange(b * batch_size, b * batch_size + padded)
                      % max(num_classes, 1)).astype(np.int32)
         labels = parallel.to_global({"label": requested[rows]}, mesh)["label"]
-        _collect(parts, extractors, sample_batch(b, labels), keep=batch_size)
+        start = time.perf_counter()
+        images = jax.block_until_ready(sample_batch(b, labels))
+        seconds.append(time.perf_counter() - start)
+        _collect(parts, extractors, images, keep=batch_size)
         parts["requested"].append(requested[:batch_size])
         progress.update(b + 1)
-    return {k: np.concatenate(v)[:num] for k, v in parts.items()}
+    return {**{k: np.concatenate(v)[:num] for k, v in parts.items()},
+            "batch_seconds": np.array(seconds)}
+
+
+def seconds_per_1000(batch_seconds: np.ndarray, batch_size: int) -> dict:
+    """The sampler's cost on this machine: seconds per 1,000 images at batch_size, from the
+    batches after the first (whose time includes the compile) where there are any."""
+    timed = batch_seconds[1:] if len(batch_seconds) > 1 else batch_seconds
+    return {"seconds_per_1000": float(1000 * timed.sum() / (len(timed) * batch_size)),
+            "batch_size": batch_size, "batches_timed": len(timed),
+            "compile_included": len(batch_seconds) == 1}
 
 
 def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray],
@@ -148,6 +165,7 @@ def sample_metrics(sample_batch: BatchSampler, num_classes: int,
         "num_real": len(real_rows),
         "num_real_reference": len(reference_rows),
         "num_reference": len(reference["label"]),
+        "sampling": seconds_per_1000(generated["batch_seconds"], batch),
         "extractor": {"features": extractors["features"].name,
                       "classes": extractors["classes"].name,
                       "classifier_test_accuracy": extractors["classes"].test_accuracy,
