@@ -17,6 +17,7 @@ from typing import Callable
 import ml_collections
 
 from jaxgen import config as config_lib, families, parallel, runtime, workdir as workdir_lib
+from jaxgen import config_keys
 from jaxgen.data.sources import DatasetError
 from jaxgen.periodic import NonFiniteLossError
 from jaxgen.trainer import Preempted
@@ -80,7 +81,7 @@ def keys_help(spec: str | None) -> str:
                 "experiment's keys and values; set one with --config.KEY=VALUE")
     try:
         config = config_lib.load(spec)
-        declared = {**config_lib.BASE_KEYS, **families.family_keys(config.family)}
+        declared = {**config_keys.BASE_KEYS, **families.family_keys(config.family)}
     except config_lib.ConfigError as e:
         return f"config keys: cannot load {spec}: {e}"
     flat = {}

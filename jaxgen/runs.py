@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxgen import cli, config as config_lib, contract, families, latent, parallel, pretrained
+from jaxgen import config_keys
 from jaxgen import rng as rng_lib
 from jaxgen import trainer as trainer_lib, workdir as workdir_lib
 from jaxgen.contract import Sampler
@@ -187,7 +188,7 @@ def domain_config(config: ml_collections.ConfigDict, which: str) -> ml_collectio
     domain's evaluation classifier is keyed and trained by."""
     c = config.copy_and_resolve_references()
     section = config.data[f"domain_{which}"]
-    for key in config_lib.SOURCE_KEYS:
+    for key in config_keys.SOURCE_KEYS:
         c.data[key] = section[key]
     return c
 
@@ -207,7 +208,7 @@ def translation_relation(config: ml_collections.ConfigDict) -> translation.Relat
     """What the two domains' configs say of their relation: B = T(A) when both come from
     one dataset and only B is transformed; shared classes when neither keeps some only."""
     a, b = config.data.domain_a, config.data.domain_b
-    same = all(a[k] == b[k] for k in config_lib.SOURCE_KEYS
+    same = all(a[k] == b[k] for k in config_keys.SOURCE_KEYS
                if k not in ("classes", "part", "transform"))
     truth = None
     if same and a.transform == "none" and b.transform != "none":

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from jaxgen import config as config_lib, contract
+from jaxgen import config_keys
 from jaxgen.config import ConfigError, load
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import FAMILIES, build, family_keys, family_module
@@ -124,7 +125,7 @@ def test_every_registered_family_declares_its_keys_and_fulfils_the_contract(name
                "text_latent_diffusion": "latent_default_config"}.get(name, "default_config")
     config = getattr(module, default)()
     assert config.family == name
-    assert set(config_lib.flatten(config.to_dict())) == set(config_lib.BASE_KEYS) | set(
+    assert set(config_lib.flatten(config.to_dict())) == set(config_keys.BASE_KEYS) | set(
         family_keys(name))
     if "latent_diffusion" in name:
         return  # builds only on a trained autoencoder (tests/test_diffusion.py)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen import config as config_lib, image_pool
+from jaxgen import image_pool
+from jaxgen import config_keys
 from jaxgen.config import ConfigError, load
 from jaxgen.data import sources
 from jaxgen.data.pipeline import TrainStream, eval_batches
@@ -159,7 +160,7 @@ def test_classes_parts_and_transforms_of_a_dataset():
     config.data.part, config.data.transform = (0, 1), "invert"
     inverted = sources.from_config(config.data)["train"]
     np.testing.assert_array_equal(inverted.images, 16 - whole["train"].images)
-    for kind in config_lib.TRANSFORMS[1:]:
+    for kind in config_keys.TRANSFORMS[1:]:
         x = whole["train"].images[:4]
         back = sources.transform(sources.transform(x, kind, 16), kind, 16, inverse=True)
         np.testing.assert_array_equal(back, x)

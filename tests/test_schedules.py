@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from jaxgen import config as config_lib
+from jaxgen import config_keys
 from jaxgen.state import learning_rate_schedule, make_optimizer
 
 
@@ -70,4 +71,4 @@ def test_an_unknown_schedule_is_a_config_error():
     c = vae.default_config()
     c.train.lr_schedule = "exponential"
     with pytest.raises(config_lib.ConfigError, match="lr_schedule"):
-        config_lib.check_keys(c, config_lib.BASE_KEYS)
+        config_lib.check_keys(c, config_keys.BASE_KEYS)

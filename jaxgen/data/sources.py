@@ -131,7 +131,7 @@ def from_config(data) -> dict[str, Split]:
 
 
 def one_source(data, where: str = "data") -> dict[str, Split]:
-    """The splits of one dataset's keys (`config.SOURCE_KEYS` under `where`): the source,
+    """The splits of one dataset's keys (`config_keys.SOURCE_KEYS` under `where`): the source,
     then its class filter, part, transform and padding."""
     if data.source == "folder":
         if not data.data_dir:

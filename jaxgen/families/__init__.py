@@ -17,6 +17,7 @@ import importlib
 import os
 
 from jaxgen import config as config_lib, contract
+from jaxgen import config_keys
 from jaxgen.config import ConfigError
 
 FAMILIES = {
@@ -66,10 +67,10 @@ def family_module(name: str):
     return importlib.import_module(FAMILIES[name].partition(":")[0])
 
 
-def family_keys(name: str) -> config_lib.Keys:
+def family_keys(name: str) -> config_keys.Keys:
     """"base": the keys of every experiment; a family's name: the keys it adds."""
     if name == "base":
-        return config_lib.BASE_KEYS
+        return config_keys.BASE_KEYS
     module = family_module(name)
     return getattr(module, FAMILIES[name].partition(":")[2]).keys
 

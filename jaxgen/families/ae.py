@@ -13,7 +13,7 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib
-from jaxgen.config import POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.config_keys import POSITIVE, POSITIVE_ENTRIES, Key
 from jaxgen.contract import FamilyBase, new_state
 from jaxgen.data.ranges import clip_to_range
 from jaxgen.data.sources import DataSpec

@@ -10,7 +10,8 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib
-from jaxgen.config import FRACTION, POSITIVE, POSITIVE_ENTRIES, ConfigError, Key
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import FRACTION, POSITIVE, POSITIVE_ENTRIES, Key
 from jaxgen.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.diffusion import schedules

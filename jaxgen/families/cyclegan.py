@@ -21,7 +21,9 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib, image_pool
-from jaxgen.config import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, ConfigError, Key
+from jaxgen import config_keys
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
 from jaxgen.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import gan as gan_losses
@@ -40,9 +42,9 @@ KEYS = {
                        choices=("domains",)),
     # The default: a translation whose answer is known (cyclegan_fashion_invert.py): two
     # halves of Fashion-MNIST, the second inverted.
-    **config_lib.source_keys("data.domain_a.", source="tfds", name="fashion_mnist",
+    **config_keys.source_keys("data.domain_a.", source="tfds", name="fashion_mnist",
                              part=(0, 2)),
-    **config_lib.source_keys("data.domain_b.", source="tfds", name="fashion_mnist",
+    **config_keys.source_keys("data.domain_b.", source="tfds", name="fashion_mnist",
                              part=(1, 2), transform="invert"),
     "model.generator_width": Key(64, "width of the generators' first layer (c7s1-w)",
                                  check=POSITIVE),

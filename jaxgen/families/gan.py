@@ -16,7 +16,7 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib
-from jaxgen.config import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
 from jaxgen.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import gan as gan_losses

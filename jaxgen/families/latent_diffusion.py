@@ -15,7 +15,8 @@ import ml_collections
 import numpy as np
 
 from jaxgen import config as config_lib, latent
-from jaxgen.config import ConfigError, Key
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import Key
 from jaxgen.contract import LatentModel
 from jaxgen.data.ranges import clip_to_range, to_model_range
 from jaxgen.data.sources import DataSpec

@@ -20,7 +20,8 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib
-from jaxgen.config import FRACTION, POSITIVE, ConfigError, Key
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import FRACTION, POSITIVE, Key
 from jaxgen.contract import FamilyBase, bits_per_dim, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import logistic_mixture

@@ -25,7 +25,8 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib
-from jaxgen.config import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Check, ConfigError, Key
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Check, Key
 from jaxgen.contract import new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import gan

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import config as config_lib
-from jaxgen.config import FRACTION, NON_NEGATIVE, POSITIVE, ConfigError, Key
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, Key
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import diffusion, latent_diffusion
 from jaxgen.models.transformer import TextEncoder

@@ -16,7 +16,8 @@ import ml_collections
 import optax
 
 from jaxgen import config as config_lib
-from jaxgen.config import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, ConfigError, Key
+from jaxgen.config import ConfigError
+from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
 from jaxgen.contract import FamilyBase, bits_per_dim, new_state
 from jaxgen.data.ranges import clip_to_range
 from jaxgen.data.sources import DataSpec
