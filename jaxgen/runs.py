@@ -31,7 +31,6 @@ from jaxgen.eval import (extractor as extractor_lib, inception, path_length, pro
 from jaxgen.eval.extractor import Extractor
 from jaxgen.families import build, classifier, trained
 from jaxgen.state import TrainState
-from jaxgen.text.tokenizer import START_ID
 
 log = logging.getLogger("jaxgen")
 
@@ -258,8 +257,7 @@ def prompt_metrics(trainer: trainer_lib.Trainer, state: TrainState,
     padded = parallel.padded(batch_size, trainer.mesh)
 
     def sample(tokens: np.ndarray, b: int) -> np.ndarray:
-        rows = np.zeros((padded, tokens.shape[1]), np.int32)
-        rows[:, 0] = START_ID  # padding rows: the empty prompt
+        rows = np.tile(np.asarray(family.data.empty_prompt, np.int32), (padded, 1))  # padding
         rows[:len(tokens)] = tokens
         local = rows[parallel.process_rows(padded)]
         condition = family.prompt_condition(

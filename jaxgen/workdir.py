@@ -3,7 +3,8 @@
 The one place that knows the layout of a run's directory:
 
     config.json         the resolved config (written by the trainer's CLI)
-    tokenizer.json      a text-conditioned run's vocabulary (built from its training captions)
+    tokenizer.json      a text-conditioned run's tokenizer (a vocabulary built from its training
+                        captions, or the BPE files of a pretrained text encoder)
     train.lock          held (an OS lock) by the one trainer writing the workdir
     run_info.jsonl      one record per start: versions of the code and libraries
     checkpoints/<step>  Orbax checkpoints of the train state and the data position
@@ -31,7 +32,8 @@ from jax.experimental import multihost_utils
 
 from jaxgen import config as config_lib
 from jaxgen.checkpoint import Checkpointer
-from jaxgen.text.tokenizer import Tokenizer, TokenizerError
+from jaxgen.text.saved import from_json as tokenizer_from_json, same_vocabulary
+from jaxgen.text.tokenizer import TokenizerError
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.jsonl"
@@ -61,20 +63,20 @@ def write_json_atomic(file: str, payload: Any) -> None:
     os.replace(tmp, file)
 
 
-def write_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
+def write_tokenizer(workdir: str, tokenizer) -> None:
     """Saves the run's tokenizer; a resumed run must have built the same one (the same
     captions), or its token ids would mean other words."""
     file = path(workdir, TOKENIZER_FILE)
     if os.path.isfile(file):
-        if read_tokenizer(workdir).vocabulary != tokenizer.vocabulary:
+        if not same_vocabulary(read_tokenizer(workdir), tokenizer):
             raise config_lib.ConfigError(f"the captions of this data give another vocabulary "
-                                         f"than the run's {file}: the data or "
-                                         f"data.caption_holdout changed")
+                                         f"than the run's {file}: the data, "
+                                         f"data.caption_holdout or data.tokenizer changed")
         return
     write_json_atomic(file, json.loads(tokenizer.to_json()))
 
 
-def read_tokenizer(workdir: str) -> Tokenizer:
+def read_tokenizer(workdir: str):
     """The run's tokenizer; ConfigError if it has none or it cannot be read."""
     file = path(workdir, TOKENIZER_FILE)
     if not os.path.isfile(file):
@@ -82,7 +84,7 @@ def read_tokenizer(workdir: str) -> Tokenizer:
                                      "text-conditioned run")
     try:
         with open(file, encoding="utf-8") as f:
-            return Tokenizer.from_json(f.read(), file)
+            return tokenizer_from_json(f.read(), file)
     except (OSError, UnicodeDecodeError, TokenizerError) as e:
         raise config_lib.ConfigError(str(e)) from None
 

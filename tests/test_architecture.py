@@ -131,7 +131,8 @@ def test_every_registered_family_declares_its_keys_and_fulfils_the_contract(name
         return  # builds only on a trained autoencoder (tests/test_diffusion.py)
     # Captioned data for the text families: a vocabulary and a prompt per class.
     text = dict(vocab_size=12, max_tokens=6,
-                class_prompts=tuple((2, 4, 5 + k % 7, 0, 0, 0) for k in range(10)))
+                class_prompts=tuple((2, 4, 5 + k % 7, 0, 0, 0) for k in range(10)),
+                empty_prompt=(2, 0, 0, 0, 0, 0))
     # StyleGAN's default widths make 32x32 images; CycleGAN's downsamplings need 16x16.
     size = {"stylegan": 32, "cyclegan": 16}.get(name, 8)
     family = build(config, DataSpec((size, size, 1), 10, 16, two_domains=name == "cyclegan",

@@ -11,7 +11,6 @@ from jaxgen.data import captions, sources
 from jaxgen.data.pipeline import TrainStream, eval_batches
 from jaxgen.diffusion import samplers
 from jaxgen.families import build
-from jaxgen.families.text_to_image import empty_prompt
 from jaxgen.models.transformer import SpatialTransformer, TextEncoder
 from jaxgen.text.tokenizer import PAD_ID, START_ID, UNK_ID, Tokenizer, TokenizerError, normalise
 from tests.helpers import assert_resumes_exactly_on_any_device_count, run_cli
@@ -150,7 +149,7 @@ def test_guidance_at_w_0_is_the_conditional_model(digits):
     np.testing.assert_allclose(guided(x_t, index)[0], conditional(x_t, index)[0], atol=1e-5)
     # ... and the null condition is the empty prompt, which the prompt changes away from.
     np.testing.assert_array_equal(family.null_condition(condition)["tokens"],
-                                  empty_prompt(tokens))
+                                  family.empty_prompt(tokens))
     strong = jax.jit(samplers.classifier_free(family.process, model, condition,
                                               family.null_condition(condition), 3.0))
     assert not np.allclose(strong(x_t, index)[0], conditional(x_t, index)[0], atol=1e-3)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxgen.text.bpe import ClipTokenizer
 from jaxgen.text.tokenizer import Tokenizer, TokenizerError
 
 # A `sources.Split` (which imports this module; splits are used by their fields here).
@@ -153,15 +154,19 @@ def parse_pair(pair: str, class_words: Sequence[str]) -> tuple[str, int]:
     return value, list(class_words).index(name)
 
 
-def add_captions(splits: dict[str, Split], holdout: Sequence[str], max_tokens: int
-                 ) -> dict[str, Split]:
-    """The splits with tokens [N, len(TEMPLATES), max_tokens] and the vocabulary of the
-    training captions (held-out pairs left out of the training split's captions only)."""
+def add_captions(splits: dict[str, Split], holdout: Sequence[str], max_tokens: int,
+                 tokenizer: str = "words") -> dict[str, Split]:
+    """The splits with tokens [N, len(TEMPLATES), max_tokens] and their tokenizer: "words", a
+    vocabulary of the training captions (held-out pairs left out of the training split's
+    captions only), or a folder of CLIP's BPE files (`text/clip.py`)."""
     captioner = Captioner.fit(splits["train"], holdout)
     texts = {name: captioner.captions(split.images, split.labels, name == "train",
                                       split.max_value)
              for name, split in splits.items()}
-    tokenizer = Tokenizer.build({c for row in set(texts["train"]) for c in row}, max_tokens)
+    if tokenizer == "words":
+        tokenizer = Tokenizer.build({c for row in set(texts["train"]) for c in row}, max_tokens)
+    else:
+        tokenizer = ClipTokenizer.read(tokenizer, max_tokens)
     out = {}
     for name, split in splits.items():
         # Few distinct rows (classes x attribute values): encode each once.
@@ -173,7 +178,7 @@ def add_captions(splits: dict[str, Split], holdout: Sequence[str], max_tokens: i
                                f"{e}") from None
         index = {row: i for i, row in enumerate(distinct)}
         tokens = table[np.asarray([index[row] for row in texts[name]], np.int64)]
-        out[name] = dataclasses.replace(split, tokens=tokens, vocabulary=tokenizer.vocabulary)
+        out[name] = dataclasses.replace(split, tokens=tokens, tokenizer=tokenizer)
     return out
 
 
@@ -182,8 +187,8 @@ def class_prompts(split: Split) -> list[str]:
     return [fill(TEMPLATES[0][0], class_word(name), {}) for name in split.class_labels()]
 
 
-def tokenizer_of(split: Split) -> Tokenizer:
-    """The tokenizer of a captioned split."""
+def tokenizer_of(split: Split):
+    """The tokenizer of a captioned split (a `Tokenizer` or `clip.ClipTokenizer`)."""
     if split.tokens is None:
         raise CaptionError("the data has no captions (data.captions)")
-    return Tokenizer(split.vocabulary, split.tokens.shape[-1])
+    return split.tokenizer

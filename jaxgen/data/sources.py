@@ -15,6 +15,7 @@ import gzip
 import os
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class Split:
     """images: uint8 [N, H, W, C] with values in 0..max_value; labels: int32 [N];
     class_names: one per class where the source has them (tfds, Fashion-MNIST), else ();
     captioned data (`captions.py`): tokens int32 [N, K, L], K captions of L token ids per
-    image (0: padding), and the vocabulary of those ids. Two-domain data: this split is
+    image (0: padding), and the tokenizer that wrote them. Two-domain data: this split is
     domain A's, and domain_b the same split of domain B (images of the same shape, any
     number of them, never paired with A's)."""
     images: np.ndarray
@@ -51,7 +52,7 @@ class Split:
     num_classes: int
     class_names: tuple[str, ...] = ()
     tokens: np.ndarray | None = None
-    vocabulary: tuple[str, ...] = ()
+    tokenizer: Any = None
     domain_b: "Split | None" = None
 
     def __post_init__(self):
@@ -88,14 +89,16 @@ class Split:
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """What a model family needs to know of its data; captioned data adds the vocabulary's
-    size and the token length, and class_prompts: the token ids [L] of the prompt "a CLASS"
-    for each class (what a text-conditioned model samples for a class label)."""
+    size and the token length, class_prompts: the token ids [L] of the prompt "a CLASS"
+    for each class (what a text-conditioned model samples for a class label), and
+    empty_prompt: the ids [L] of "" (classifier-free guidance's unconditional input)."""
     image_shape: tuple[int, int, int]
     num_classes: int
     max_value: int
     vocab_size: int = 0
     max_tokens: int = 0
     class_prompts: tuple[tuple[int, ...], ...] = ()
+    empty_prompt: tuple[int, ...] = ()
     two_domains: bool = False
 
     @classmethod
@@ -108,7 +111,8 @@ class DataSpec:
         prompts = tokenizer.encode_all(captions.class_prompts(split))
         return dataclasses.replace(spec, vocab_size=len(tokenizer),
                                    max_tokens=tokenizer.max_tokens,
-                                   class_prompts=tuple(map(tuple, prompts.tolist())))
+                                   class_prompts=tuple(map(tuple, prompts.tolist())),
+                                   empty_prompt=tuple(tokenizer.encode("").tolist()))
 
 
 def from_config(data) -> dict[str, Split]:
@@ -124,7 +128,8 @@ def from_config(data) -> dict[str, Split]:
     splits = one_source(data)
     if data.get("captions", ""):
         try:
-            splits = captions.add_captions(splits, tuple(data.caption_holdout), data.max_tokens)
+            splits = captions.add_captions(splits, tuple(data.caption_holdout), data.max_tokens,
+                                           data.get("tokenizer", "words"))
         except captions.CaptionError as e:
             raise DatasetError(str(e)) from None
     return splits

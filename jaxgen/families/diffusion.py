@@ -186,6 +186,11 @@ class DiffusionFamily(FamilyBase):
         """The module apply runs as (x_t, index, condition, train=...)."""
         return unet
 
+    def network_condition(self, labels):
+        """What the network reads of a condition (text conditioning adds a frozen encoder's
+        output)."""
+        return labels
+
     def drop_condition(self, labels, rng):
         """Classifier-free guidance training (Ho & Salimans 2022): the null label num_classes
         replaces the label with probability p, so one network learns both models."""
@@ -214,7 +219,8 @@ class DiffusionFamily(FamilyBase):
 
     def apply(self, params, x_t, index, labels=None, train=False, rng=None):
         """The UNet's output at x_t [B, ...], index [B]."""
-        return self.run(self.model, {"params": params}, x_t, index, labels, train=train,
+        return self.run(self.model, {"params": params}, x_t, index,
+                        self.network_condition(labels), train=train,
                         rngs={"dropout": rng} if train else None)
 
     # The contract.
@@ -223,7 +229,8 @@ class DiffusionFamily(FamilyBase):
         x = self.to_space(batch["image"])
         index = jnp.zeros((x.shape[0],), jnp.int32)
         history = timesteps.init_history(self.num_timesteps) if self.importance_sampling else None
-        return new_state(self.model.init(rng, x, index, self.labels(batch))["params"],
+        condition = self.network_condition(self.labels(batch))
+        return new_state(self.model.init(rng, x, index, condition)["params"],
                          self.optimizer, model_state=history)
 
     def per_example_loss(self, params, batch, rng, train: bool):

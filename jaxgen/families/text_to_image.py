@@ -29,7 +29,7 @@ from jaxgen.data.sources import DataSpec
 from jaxgen.families import diffusion, latent_diffusion
 from jaxgen.models.transformer import TextEncoder
 from jaxgen.models.unet import TextConditionedUNet, UNet
-from jaxgen.text.tokenizer import START_ID
+from jaxgen.text.clip import ClipTextEncoder
 
 TEXT_KEYS = {
     "data.captions": Key("attributes", "captions of each image: 'attributes' (the class name and "
@@ -38,6 +38,13 @@ TEXT_KEYS = {
     "data.caption_holdout": Key((), "'<value> <class>' pairs no training caption names (e.g. "
                                     "'bright sandal'): prompts that test composition"),
     "data.max_tokens": Key(12, "tokens of a prompt, the start token included", check=POSITIVE),
+    "data.tokenizer": Key("words", "'words' (a vocabulary built from the training captions) or "
+                                   "a folder with CLIP's BPE files (vocab.json, merges.txt; a "
+                                   "Stable Diffusion pipeline's tokenizer/); text/clip.py"),
+    "model.text_encoder": Key("", "'' trains jaxgen's text encoder with the denoiser; a folder "
+                                  "with a CLIP text encoder (config.json, model.safetensors; a "
+                                  "Stable Diffusion pipeline's text_encoder/) is read and kept "
+                                  "frozen (needs data.tokenizer=its BPE files); text/clip.py"),
     "model.text_width": Key(64, "width of the text encoder's token embeddings", check=POSITIVE),
     "model.text_depth": Key(2, "transformer layers of the text encoder", check=POSITIVE),
     "model.text_heads": Key(4, "attention heads of the text encoder", check=POSITIVE),
@@ -70,11 +77,6 @@ def latent_default_config():
     return config_lib.from_keys("text_latent_diffusion", LATENT_KEYS)
 
 
-def empty_prompt(tokens: jax.Array) -> jax.Array:
-    """The empty prompt shaped as tokens [B, L]: the start token, then padding."""
-    return jnp.zeros_like(tokens).at[:, 0].set(START_ID)
-
-
 class TextConditioning:
     """Prompt conditioning for a diffusion family (mixed in before it): the condition is
     {"tokens": int32 [B, L]} (plus "label" [B] for a class-conditional network)."""
@@ -94,7 +96,29 @@ class TextConditioning:
                               f"model.text_width={config.model.text_width}")
         self.prompt_dropout = config.model.prompt_dropout
         self.class_prompts = jnp.asarray(data.class_prompts, jnp.int32)  # [classes, L]
+        self.empty_tokens = jnp.asarray(data.empty_prompt, jnp.int32)  # [L]
+        self.frozen_text = None
+        if config.model.text_encoder:
+            self.frozen_text = self._read_text_encoder(config, data)
         super().__init__(config, data)
+
+    @staticmethod
+    def _read_text_encoder(config, data: DataSpec):
+        """The frozen CLIP text encoder of model.text_encoder, checked against the data's
+        tokens."""
+        encoder = ClipTextEncoder(config.model.text_encoder)
+        if config.data.tokenizer == "words":
+            raise ConfigError(f"model.text_encoder reads CLIP's BPE tokens: set data.tokenizer "
+                              f"to its tokenizer folder (e.g. data.tokenizer="
+                              f"{config.model.text_encoder})")
+        if data.vocab_size != encoder.settings["vocab_size"] + 1:
+            raise ConfigError(f"data.tokenizer has {data.vocab_size - 1} tokens, "
+                              f"model.text_encoder embeds {encoder.settings['vocab_size']}: "
+                              f"not a matching pair")
+        if data.max_tokens > encoder.settings["max_positions"]:
+            raise ConfigError(f"data.max_tokens={data.max_tokens} exceeds model.text_encoder's "
+                              f"{encoder.settings['max_positions']} positions")
+        return encoder
 
     def trained_for_guidance(self, config) -> bool:
         return config.model.prompt_dropout > 0
@@ -105,8 +129,20 @@ class TextConditioning:
             unet.clone(transformer_resolutions=tuple(m.transformer_resolutions),
                        transformer_heads=m.transformer_heads,
                        transformer_depth=m.transformer_depth),
-            TextEncoder(self.data.vocab_size, self.data.max_tokens, m.text_width, m.text_depth,
-                        m.text_heads), m.pooled_text)
+            None if self.frozen_text else TextEncoder(
+                self.data.vocab_size, self.data.max_tokens, m.text_width, m.text_depth,
+                m.text_heads), m.pooled_text)
+
+    def network_condition(self, condition):
+        """condition with "context": (embeddings, mask) of its tokens where the text encoder
+        is frozen (computed outside the trained network); unchanged otherwise."""
+        if self.frozen_text is None:
+            return condition
+        return {**condition, "context": self.frozen_text.encode(condition["tokens"])}
+
+    def empty_prompt(self, tokens: jax.Array) -> jax.Array:
+        """The empty prompt shaped as tokens [B, L]."""
+        return jnp.broadcast_to(self.empty_tokens, tokens.shape)
 
     @property
     def sampling_classes(self) -> int:
@@ -146,13 +182,13 @@ class TextConditioning:
         out = dict(condition)
         if self.prompt_dropout > 0:
             drop = jax.random.bernoulli(prompt_rng, self.prompt_dropout, tokens.shape[:1])
-            out["tokens"] = jnp.where(drop[:, None], empty_prompt(tokens), tokens)
+            out["tokens"] = jnp.where(drop[:, None], self.empty_prompt(tokens), tokens)
         if "label" in condition:
             out["label"] = super().drop_condition(condition["label"], label_rng)
         return out
 
     def null_condition(self, condition):
-        out = {"tokens": empty_prompt(condition["tokens"])}
+        out = {"tokens": self.empty_prompt(condition["tokens"])}
         if "label" in condition:
             out["label"] = jnp.full_like(condition["label"], self.num_classes)
         return out

@@ -180,13 +180,16 @@ class TextConditionedUNet(nn.Module):
     embedding (Imagen's pooled text embedding, Saharia et al. 2022, sec. 2.1), a global path
     for global attributes such as brightness."""
     unet: UNet
-    text: TextEncoder
+    text: TextEncoder | None  # None: the condition carries a frozen encoder's "context"
     pooled: bool = True
 
     @nn.compact
     def __call__(self, x, t, condition, train: bool = False):
         chex.assert_shape(condition["tokens"], (x.shape[0], None))
-        context, mask = self.text(condition["tokens"])
+        if self.text is None:
+            context, mask = condition["context"]
+        else:
+            context, mask = self.text(condition["tokens"])
         embedding = None
         if self.pooled:
             weights = mask.astype(context.dtype)[..., None]

@@ -39,6 +39,8 @@ def normalise(text: str) -> str:
 class Tokenizer:
     """vocabulary: the special tokens, then the words, in id order."""
 
+    kind = "words"
+
     def __init__(self, vocabulary: Sequence[str], max_tokens: int):
         if tuple(vocabulary[:len(SPECIALS)]) != SPECIALS:
             raise TokenizerError(f"a vocabulary starts with {', '.join(SPECIALS)}")
@@ -83,13 +85,16 @@ class Tokenizer:
         return [w for w in words(text) if w not in self._ids]
 
     def to_json(self) -> str:
-        return json.dumps({"vocabulary": list(self.vocabulary), "max_tokens": self.max_tokens},
-                          indent=1)
+        return json.dumps({"kind": self.kind, "vocabulary": list(self.vocabulary),
+                           "max_tokens": self.max_tokens}, indent=1)
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "Tokenizer":
+        return cls(list(payload["vocabulary"]), int(payload["max_tokens"]))
 
     @classmethod
     def from_json(cls, text: str, source: str = "tokenizer") -> "Tokenizer":
         try:
-            payload = json.loads(text)
-            return cls(list(payload["vocabulary"]), int(payload["max_tokens"]))
+            return cls.from_payload(json.loads(text))
         except (ValueError, KeyError, TypeError) as e:
             raise TokenizerError(f"{source} is not a jaxgen tokenizer file: {e}") from None
