@@ -158,7 +158,7 @@ def add_captions(splits: dict[str, Split], holdout: Sequence[str], max_tokens: i
                  tokenizer: str = "words") -> dict[str, Split]:
     """The splits with tokens [N, len(TEMPLATES), max_tokens] and their tokenizer: "words", a
     vocabulary of the training captions (held-out pairs left out of the training split's
-    captions only), or a folder of CLIP's BPE files (`text/clip.py`)."""
+    captions only), or a folder of CLIP's BPE files (`text/bpe.py`)."""
     captioner = Captioner.fit(splits["train"], holdout)
     texts = {name: captioner.captions(split.images, split.labels, name == "train",
                                       split.max_value)

@@ -37,10 +37,11 @@ TEXT_KEYS = {
                                        "data/captions.py)", choices=("attributes",)),
     "data.caption_holdout": Key((), "'<value> <class>' pairs no training caption names (e.g. "
                                     "'bright sandal'): prompts that test composition"),
-    "data.max_tokens": Key(12, "tokens of a prompt, the start token included", check=POSITIVE),
+    "data.max_tokens": Key(12, "tokens of a prompt, its start token (and CLIP's end token) "
+                                "included", check=POSITIVE),
     "data.tokenizer": Key("words", "'words' (a vocabulary built from the training captions) or "
                                    "a folder with CLIP's BPE files (vocab.json, merges.txt; a "
-                                   "Stable Diffusion pipeline's tokenizer/); text/clip.py"),
+                                   "Stable Diffusion pipeline's tokenizer/); text/bpe.py"),
     "model.text_encoder": Key("", "'' trains jaxgen's text encoder with the denoiser; a folder "
                                   "with a CLIP text encoder (config.json, model.safetensors; a "
                                   "Stable Diffusion pipeline's text_encoder/) is read and kept "
