@@ -59,6 +59,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         if parallel.is_primary():
             if splits["train"].tokens is not None:
                 workdir_lib.write_tokenizer(workdir, captions.tokenizer_of(splits["train"]))
+            workdir_lib.check_frozen_inputs(workdir, getattr(family, "frozen_inputs", dict)(),
+                                            write=True)
             workdir_lib.write_config(workdir, config)
             workdir_lib.append_run_record(workdir)
         state = trainer_lib.train(config, workdir, family, splits,

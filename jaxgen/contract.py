@@ -169,6 +169,12 @@ class FamilyBase:
     def sampling_classes(self) -> int:
         return self.num_classes
 
+    def frozen_inputs(self) -> dict[str, list[str]]:
+        """{config key: files} of pretrained weights read from outside the workdir (recorded
+        by their SHA-256 in the workdir; `workdir.check_frozen_inputs`). Optional: a family
+        without it reads none."""
+        return {}
+
     def run(self, module, variables: dict, *args, **kwargs):
         """module.apply in the run's compute dtype (`train.compute_dtype`), float32 out; the
         rngs (dropout's) of the run's generator (`train.dropout_prng`)."""

@@ -10,7 +10,6 @@ DIR/imported_from.json records the source: its path and each file's SHA-256.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import jax
@@ -72,16 +71,9 @@ def main(argv: list[str]) -> None:
 
 def source_record(path: str) -> dict:
     """The imported folder: its path and the SHA-256 of every file in it."""
-    files = {}
-    for directory, _, names in sorted(os.walk(path)):
-        for name in sorted(names):
-            file = os.path.join(directory, name)
-            digest = hashlib.sha256()
-            with open(file, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            files[os.path.relpath(file, path)] = digest.hexdigest()
-    return {"path": os.path.abspath(path), "sha256": files}
+    files = [os.path.join(directory, name) for directory, _, names in os.walk(path)
+             for name in names]
+    return {"path": os.path.abspath(path), "sha256": workdir_lib.file_digests(files, path)}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ The one place that knows the layout of a run's directory:
     config.json         the resolved config (written by the trainer's CLI)
     tokenizer.json      a text-conditioned run's tokenizer (a vocabulary built from its training
                         captions, or the BPE files of a pretrained text encoder)
+    frozen_inputs.json  the SHA-256 of the files of frozen pretrained weights the run reads
+                        from outside the workdir (model.text_encoder)
     train.lock          held (an OS lock) by the one trainer writing the workdir
     run_info.jsonl      one record per start: versions of the code and libraries
     checkpoints/<step>  Orbax checkpoints of the train state and the data position
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -37,6 +40,7 @@ from jaxgen.text.tokenizer import TokenizerError
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.jsonl"
+FROZEN_INPUTS_FILE = "frozen_inputs.json"
 CHECKPOINTS = "checkpoints"
 METRICS_LOG = "metrics.jsonl"
 SAMPLES = "samples"
@@ -126,6 +130,42 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     write_json_atomic(path(workdir, CONFIG_FILE), json.loads(config.to_json()))
+
+
+def file_digests(files: list[str], root: str) -> dict[str, str]:
+    """{path relative to root: SHA-256} of files."""
+    out = {}
+    for file in sorted(files):
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        out[os.path.relpath(file, root)] = digest.hexdigest()
+    return out
+
+
+def check_frozen_inputs(workdir: str, inputs: dict[str, list[str]], write: bool) -> None:
+    """inputs: {config key: the files of the frozen weights it names}. The first start records
+    their SHA-256 (write); a later start, sample or evaluation with other files is refused,
+    since the run's parameters were trained on those weights' outputs."""
+    if not inputs:
+        return
+    file = path(workdir, FROZEN_INPUTS_FILE)
+    found = {key: {"path": os.path.abspath(os.path.dirname(files[0])),
+                   "sha256": file_digests(files, os.path.dirname(files[0]))}
+             for key, files in inputs.items()}
+    if not os.path.isfile(file):
+        if write:
+            write_json_atomic(file, found)
+        return
+    with open(file, encoding="utf-8") as f:
+        recorded = json.load(f)
+    for key, now in found.items():
+        then = recorded.get(key, {})
+        if then.get("sha256") != now["sha256"]:
+            raise config_lib.ConfigError(
+                f"{key}: the files in '{now['path']}' are not those this run was trained with "
+                f"(recorded in {file}, from '{then.get('path', '?')}')")
 
 
 def append_run_record(workdir: str) -> None:

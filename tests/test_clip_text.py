@@ -165,10 +165,13 @@ def test_a_frozen_encoder_needs_its_tokenizer():
 
 
 def test_train_and_sample_a_prompt_with_a_frozen_clip_encoder(tmp_path):
-    workdir = str(tmp_path / "run")
+    """Through the CLI; the workdir records the encoder's files, and a later command with
+    other files is refused."""
+    pipeline, workdir = str(tmp_path / "pipeline"), str(tmp_path / "run")
+    shutil.copytree(FIXTURE, pipeline)
     result = run_cli("train", [
         "--config=experiments/text_digits.py", f"--workdir={workdir}",
-        f"--config.data.tokenizer={FIXTURE}", f"--config.model.text_encoder={FIXTURE}",
+        f"--config.data.tokenizer={pipeline}", f"--config.model.text_encoder={pipeline}",
         "--config.data.max_tokens=24", "--config.model.channels=16",
         "--config.model.channel_mults=(1,)", "--config.model.transformer_resolutions=(8,)",
         "--config.model.num_timesteps=100", "--config.sample.steps=5",
@@ -182,3 +185,11 @@ def test_train_and_sample_a_prompt_with_a_frozen_clip_encoder(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     grids = [f for f in os.listdir(os.path.join(workdir, "samples")) if "prompt" in f]
     assert grids, os.listdir(os.path.join(workdir, "samples"))
+    with open(os.path.join(workdir, "frozen_inputs.json"), encoding="utf-8") as f:
+        assert set(json.load(f)["model.text_encoder"]["sha256"]) == {"config.json",
+                                                                    "model.safetensors"}
+    with open(os.path.join(pipeline, "text_encoder", "config.json"), "a") as f:
+        f.write("\n")  # other bytes, the same settings: still other files
+    out = run_cli("sample", [f"--workdir={workdir}", "--prompt=a dark 3", "--num=2"])
+    assert out.returncode != 0
+    assert "model.text_encoder: the files in" in out.stderr, out.stderr[-2000:]

@@ -124,6 +124,11 @@ class TextConditioning:
     def trained_for_guidance(self, config) -> bool:
         return config.model.prompt_dropout > 0
 
+    def frozen_inputs(self) -> dict[str, list[str]]:
+        if self.frozen_text is None:
+            return {}
+        return {"model.text_encoder": self.frozen_text.files}
+
     def network(self, unet: UNet):
         m = self.config.model
         return TextConditionedUNet(

@@ -41,6 +41,11 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
             family = build(config, sources.DataSpec.of(splits["train"]), from_workdir)
         except ConfigError as e:
             raise ConfigError(f"{prefix}{e}") from None
+    try:
+        workdir_lib.check_frozen_inputs(workdir, getattr(family, "frozen_inputs", dict)(),
+                                        write=False)
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
     spec = sources.DataSpec.of(splits["train"])
     target = contract.abstract_state(
         family, config.seed, contract.example_batch(spec.image_shape, 1, spec.max_tokens,

@@ -145,6 +145,7 @@ class ClipTextEncoder:
         self.module = ClipTextTransformer(**self.settings)
         self.params = self._read_params()
         self.width = self.settings["hidden_size"]
+        self.files = [os.path.join(self.folder, name) for name in (CONFIG, WEIGHTS)]
 
     def _read_params(self) -> dict:
         from safetensors.numpy import load_file  # imported here: only this path reads weights
