@@ -124,6 +124,7 @@ def frozen_config(**data):
     config.data.max_tokens = 24
     config.model.text_encoder = FIXTURE
     config.model.channels, config.model.num_timesteps, config.sample.steps = 16, 100, 5
+    config.model.channel_mults, config.model.transformer_resolutions = (1,), (8,)
     for key, value in data.items():
         config.data[key] = value
     return config
