@@ -280,7 +280,7 @@ def path_length_metrics(trainer: trainer_lib.Trainer, state: TrainState,
     style_based = isinstance(family, contract.StyleGenerator)
 
     def pair(key_data, in_w: bool):
-        z_rng, t_rng, label_rng, noise_rng = jax.random.split(jax.random.wrap_key_data(key_data), 4)
+        z_rng, t_rng, label_rng, noise_rng = jax.random.split(rng_lib.as_key(key_data), 4)
         z = family.latents(z_rng, 2 * batch_size)
         t = jax.random.uniform(t_rng, (batch_size, 1))
         labels = jax.random.randint(label_rng, (batch_size,), 0, classes) if classes else None

@@ -34,7 +34,8 @@ import numpy as np
 import os
 import sys
 
-from jaxgen import cli, latent, parallel, runs, style_pictures, viz, workdir as workdir_lib
+from jaxgen import (cli, latent, parallel, rng as rng_lib, runs, style_pictures, viz,
+                    workdir as workdir_lib)
 from jaxgen.config import ConfigError
 from jaxgen.contract import (LatentGenerator, LatentModel, NoisingProcess, PromptModel,
                              StyleGenerator, Translator)
@@ -120,7 +121,7 @@ def main(argv: list[str]) -> None:
     if isinstance(family, LatentGenerator) and parallel.is_primary():
         written += generator_pictures(family, state, splits, config, flags, picture, step)
     if isinstance(family, StyleGenerator) and parallel.is_primary():
-        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 30_000)
+        rng = jax.random.fold_in(rng_lib.as_key(state.rng), 30_000)
         written += style_pictures.write_all(family, state, rng, config.sample.truncation_psi,
                                             picture)
     if isinstance(family, NoisingProcess):
@@ -144,7 +145,7 @@ def prompt_pictures(family, state: TrainState, flags, path: str, config, step: i
             print(f"warning: '{text}': {', '.join(unknown)} not in the training captions' "
                   f"vocabulary (read as the unknown token)", file=sys.stderr)
     sample = jax.jit(family.sample, static_argnames="num")
-    root = jax.random.fold_in(jax.random.key(config.seed), flags.seed)
+    root = jax.random.fold_in(rng_lib.key(config.seed), flags.seed)
     rows = []
     for i, row in enumerate(tokens):
         condition = family.prompt_condition(np.repeat(row[None], flags.num, axis=0))
@@ -170,7 +171,7 @@ def sample_pretrained(flags, overrides: list[str], batch_size: int = 64) -> None
                        rng=jnp.zeros((2,), jnp.uint32))
     sample = jax.jit(family.sample, static_argnames="num")
     classes = family.sampling_classes
-    root = jax.random.key(flags.seed)
+    root = rng_lib.key(flags.seed)
     batches = []
     for first in range(0, flags.num, batch_size):
         num = min(batch_size, flags.num - first)
@@ -211,7 +212,7 @@ def process_pictures(family, state, splits, picture: Callable[[str], str], rows:
     `rows` samples, x_T on the left to x_0 on the right."""
     test = splits["test"]
     x0 = to_model_range(test.images[:rows], test.max_value, family.value_range)
-    rng = jax.random.wrap_key_data(state.rng)
+    rng = rng_lib.as_key(state.rng)
     forward = [family.forward_strip(jnp.asarray(x), jax.random.fold_in(rng, i), columns)
                for i, x in enumerate(x0)]
     trajectory = jax.jit(family.trajectory, static_argnames=("num", "keep"))
@@ -276,7 +277,7 @@ def latent_pictures(family, state, splits, config, flags, picture: Callable[[str
 
 def generator_pictures(family, state, splits, config, flags, picture: Callable[[str], str],
                        step: int) -> list[str]:
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 20_000)
+    rng = jax.random.fold_in(rng_lib.as_key(state.rng), 20_000)
     z = family.latents(rng, 2000)
     t = jnp.linspace(0.0, 1.0, flags.interpolation_steps)
     num_classes = family.num_classes

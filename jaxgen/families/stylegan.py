@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib
+from jaxgen import config as config_lib, rng as rng_lib
 from jaxgen.config import ConfigError
 from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Check, Key
 from jaxgen.contract import new_state
@@ -132,7 +132,7 @@ class StyleGANFamily(gan.GANFamily):
     def synthesized(self, generator_params, ws, noise_rng=None) -> jax.Array:
         """ws [B, num_ws, w_dim] -> images [B, H, W, C]; noise_rng None: the fixed noise."""
         if noise_rng is None:
-            noise_rng = jax.random.key(FIXED_NOISE_SEED)
+            noise_rng = rng_lib.key(FIXED_NOISE_SEED)
         return self.run(self.generator, {"params": generator_params}, ws, noise_rng,
                         method="synthesize")
 
