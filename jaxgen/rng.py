@@ -4,10 +4,10 @@ The root is stored in the train state as uint32 [2] key data (a plain array Orba
 any other leaf); `purpose_key` folds in the purpose, then an index (the step, a batch number).
 
 Keys are of `THREEFRY`: JAX's threefry2x32 (the same key data, the same bits for every draw,
-checked by tests/test_rng.py) with the hash written out as 20 elementwise rounds. JAX lowers
-threefry on CPU as a 5-iteration `fori_loop` over the whole array; XLA:CPU compiles each such
-loop on its own (about 0.3 s per dropout mask of a UNet) and runs it about 8x slower than the
-fused rounds (`python benchmarks/threefry_unrolled.py`).
+checked by tests/test_rng.py) with the hash written out as 20 elementwise rounds on CPU. There
+JAX lowers threefry as a 5-iteration `fori_loop` over the whole array, which XLA:CPU compiles
+on its own (about 0.3 s per dropout mask of a UNet) and runs about 4x slower than the fused
+rounds (`python benchmarks/threefry_unrolled.py`).
 """
 
 from __future__ import annotations
@@ -51,15 +51,16 @@ def _as_jax_threefry(key_data: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(key_data, impl="threefry2x32")
 
 
-def _random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+def _jax_random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    dtype = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32, 64: jnp.uint64}[bit_width]
+    return jax.random.bits(_as_jax_threefry(key_data), shape, dtype)
+
+
+def _unrolled_random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]
+                          ) -> jax.Array:
     """JAX's partitionable threefry bits (`jax_threefry_partitionable`, the default): word i of
-    the array (row-major) hashes the 64-bit counter i; the bits are the two words' xor."""
-    size = math.prod(shape)
-    if (bit_width == 64 or size >= 2 ** 32 or not shape
-            or not jax.config.jax_threefry_partitionable):
-        # Counters past 32 bits, 64-bit words, scalars, the legacy scheme: JAX's own code.
-        dtype = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32, 64: jnp.uint64}[bit_width]
-        return jax.random.bits(_as_jax_threefry(key_data), shape, dtype)
+    the array (row-major) hashes the 64-bit counter i (here < 2^32); the bits are the two
+    words' xor."""
     # The row-major index from one iota per axis, so that a sharded axis stays sharded.
     strides = np.cumprod((1,) + shape[:0:-1])[::-1]
     counter = sum(lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
@@ -71,6 +72,18 @@ def _random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) ->
     high, low = lax.optimization_barrier(words)
     bits = high ^ low
     return bits if bit_width == 32 else bits.astype({8: jnp.uint8, 16: jnp.uint16}[bit_width])
+
+
+def _random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    """The unrolled hash where JAX's lowering is the loop (CPU), JAX's own code elsewhere
+    (GPU and TPU lower the hash unrolled already) and for counters past 32 bits, 64-bit words,
+    scalars and the legacy scheme."""
+    if (bit_width == 64 or math.prod(shape) >= 2 ** 32 or not shape
+            or not jax.config.jax_threefry_partitionable):
+        return _jax_random_bits(key_data, bit_width, shape)
+    return lax.platform_dependent(
+        key_data, cpu=lambda k: _unrolled_random_bits(k, bit_width, shape),
+        default=lambda k: _jax_random_bits(k, bit_width, shape))
 
 
 THREEFRY = jex.define_prng_impl(
