@@ -14,7 +14,7 @@ import numpy as np
 from jaxgen.config import ConfigError
 
 MAX_BETA = 0.999
-SCHEDULES = ("cosine", "linear")
+SCHEDULES = ("cosine", "linear", "scaled_linear")
 
 
 def cosine_alpha_bar(t: np.ndarray, num_steps: int, s: float = 0.008) -> np.ndarray:
@@ -37,6 +37,19 @@ def linear_betas(num_steps: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> 
     that other T keep the same total noise: [T] float64."""
     scale = 1000.0 / num_steps
     return np.linspace(scale * beta_1, scale * beta_T, num_steps, dtype=np.float64)
+
+
+def scaled_linear_betas(num_steps: int, beta_1: float = 0.00085, beta_T: float = 0.012
+                        ) -> np.ndarray:
+    """Latent diffusion's schedule (Rombach et al. 2022; Stable Diffusion's "scaled_linear"):
+    sqrt(beta_t) linear from sqrt(beta_1) to sqrt(beta_T) at T = 1000, scaled by 1000/T as
+    linear_betas: [T] float64. alpha_bar_T = 0.0047 at T = 1000, where the cosine schedule
+    ends at 2.4e-9: a sampler's first step from t = T divides the network's eps error by
+    sqrt(alpha_bar_T) (x0 = (x_T - sqrt(1 - abar) eps) / sqrt(abar)), which pixels bound by
+    clipping x0 and unbounded codes do not."""
+    scale = 1000.0 / num_steps
+    return scale * np.linspace(math.sqrt(beta_1), math.sqrt(beta_T), num_steps,
+                               dtype=np.float64) ** 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +82,17 @@ class Schedule:
 
 def make_schedule(name: str, num_steps: int, beta_start: float = 1e-4,
                   beta_end: float = 0.02) -> Schedule:
-    """beta_start, beta_end: those of the linear schedule at T = 1000."""
+    """beta_start, beta_end: those of the linear or scaled_linear schedule at T = 1000."""
     if num_steps < 2:
         raise ConfigError(f"diffusion needs at least 2 timesteps, got {num_steps}")
     if name == "cosine":
         betas = cosine_betas(num_steps)
     elif name == "linear":
         betas = linear_betas(num_steps, beta_start, beta_end)
+    elif name == "scaled_linear":
+        betas = scaled_linear_betas(num_steps, beta_start, beta_end)
     else:
-        raise ConfigError(f"model.schedule must be cosine or linear, got '{name}'")
+        raise ConfigError(f"model.schedule must be one of {', '.join(SCHEDULES)}, got '{name}'")
     return schedule_from_betas(betas)
 
 

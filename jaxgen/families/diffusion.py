@@ -55,10 +55,10 @@ KEYS = {
     "model.null_label": Key(True, "a conditional model's label table has the null label of "
                                   "classifier-free guidance (num_classes + 1 rows)"),
     "model.schedule": Key("cosine", "noise schedule", choices=schedules.SCHEDULES),
-    "model.beta_start": Key(1e-4, "beta_1 of the linear schedule at T = 1000 (scaled by "
-                                  "1000/T)", check=POSITIVE),
-    "model.beta_end": Key(0.02, "beta_T of the linear schedule at T = 1000 (scaled by 1000/T)",
-                          check=POSITIVE),
+    "model.beta_start": Key(1e-4, "beta_1 of the linear and scaled_linear schedules at "
+                                  "T = 1000 (scaled by 1000/T)", check=POSITIVE),
+    "model.beta_end": Key(0.02, "beta_T of the linear and scaled_linear schedules at T = 1000 "
+                                "(scaled by 1000/T)", check=POSITIVE),
     "model.fixed_variance": Key("small", "reverse variance without model.learn_variance: "
                                          "beta~_t ('small') or beta_t ('large')",
                                 choices=("small", "large")),
