@@ -14,12 +14,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
 from jaxgen import cli, contract, pretrained, runs
 from jaxgen.data.sources import DataSpec
+from jaxgen.diffusion import schedules
 from jaxgen.families import build
 from jaxgen.pretrained import configs, unet_keys
 from jaxgen.state import TrainState
@@ -194,7 +196,7 @@ def _edit_weights(folder: str, edit) -> None:
     ("extra_tensor", "cannot map tensor 'down_blocks.0.extra.weight'"),
     ("missing_tensor", "lacks tensor 'conv_out.bias'"),
     ("pickle_only", "diffusion_pytorch_model.bin, a PyTorch pickle"),
-    ("scheduler", "beta_schedule='scaled_linear' is not supported"),
+    ("scheduler", "beta_schedule='sigmoid' is not supported"),
 ])
 def test_a_folder_jaxgen_cannot_map_is_refused_in_one_line(case, expected, tmp_path):
     folder = _copy("plain_grey", tmp_path)
@@ -220,11 +222,31 @@ def test_a_folder_jaxgen_cannot_map_is_refused_in_one_line(case, expected, tmp_p
                   os.path.join(folder, pretrained.PICKLED_WEIGHTS))
     elif case == "scheduler":
         _edit_json(os.path.join(folder, pretrained.SCHEDULER_CONFIG),
-                   _class_name="DDPMScheduler", beta_schedule="scaled_linear")
+                   _class_name="DDPMScheduler", beta_schedule="sigmoid")
     with pytest.raises(pretrained.PretrainedError) as caught:
         load(folder)
     message = str(caught.value)
     assert expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("steps", [1000, 250])
+def test_stable_diffusions_scaled_linear_schedule_maps_to_the_same_betas(steps):
+    """diffusers: betas = linspace(sqrt(beta_start), sqrt(beta_end), T)^2, unscaled; jaxgen
+    states betas at T = 1000 and scales them by 1000/T. Both directions keep the betas."""
+    scheduler = {"_class_name": "DDPMScheduler", "num_train_timesteps": steps,
+                 "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
+    model, _ = configs.scheduler_settings(scheduler, "scheduler_config.json")
+    assert model["schedule"] == "scaled_linear"
+    diffusers_betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, steps) ** 2
+    ours = schedules.make_schedule("scaled_linear", steps, model["beta_start"],
+                                   model["beta_end"])
+    np.testing.assert_allclose(np.asarray(ours.betas), diffusers_betas, rtol=1e-6)
+    config = ml_collections.ConfigDict({"model": {
+        "schedule": "scaled_linear", "num_timesteps": steps, **{
+            k: model[k] for k in ("beta_start", "beta_end")}}})
+    assert configs.scheduler_betas(config.model) == {
+        "beta_schedule": "scaled_linear", "beta_start": pytest.approx(0.00085),
+        "beta_end": pytest.approx(0.012)}
 
 
 def test_old_attention_names_and_a_fused_projection_load_as_today(tmp_path):

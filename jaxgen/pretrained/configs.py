@@ -174,15 +174,15 @@ def scheduler_settings(scheduler: dict, where: str) -> tuple[dict[str, Any], dic
     steps = int(get("num_train_timesteps", 1000))
     schedule = get("beta_schedule", "linear")
     model: dict[str, Any] = {"num_timesteps": steps}
-    if schedule == "linear":
-        # jaxgen states the linear schedule at T = 1000 and scales it by 1000/T.
-        model.update(schedule="linear", beta_start=float(get("beta_start", 0.0001)) * steps / 1000,
+    if schedule in ("linear", "scaled_linear"):
+        # jaxgen states both linear schedules at T = 1000 and scales the betas by 1000/T.
+        model.update(schedule=schedule, beta_start=float(get("beta_start", 0.0001)) * steps / 1000,
                      beta_end=float(get("beta_end", 0.02)) * steps / 1000)
     elif schedule == "squaredcos_cap_v2":
         model["schedule"] = "cosine"
     else:
         raise PretrainedError(f"{where}: beta_schedule='{schedule}' is not supported "
-                              f"(linear, squaredcos_cap_v2)")
+                              f"(linear, scaled_linear, squaredcos_cap_v2)")
     prediction = get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise PretrainedError(f"{where}: prediction_type='{prediction}' is not supported")
@@ -240,9 +240,14 @@ def to_diffusers(config, image_shape: tuple[int, int, int], num_class_embeds: in
                  "clip_sample": bool(config.sample.clip_x0), "clip_sample_range": 1.0,
                  "timestep_spacing": config.sample.timestep_spacing, "trained_betas": None,
                  "thresholding": False, "steps_offset": 0, "rescale_betas_zero_snr": False}
-    if m.schedule == "cosine":
-        scheduler["beta_schedule"] = "squaredcos_cap_v2"
-    else:
-        scheduler.update(beta_schedule="linear", beta_start=m.beta_start * 1000 / steps,
-                         beta_end=m.beta_end * 1000 / steps)
+    scheduler.update(scheduler_betas(m))
     return unet, scheduler
+
+
+def scheduler_betas(m) -> dict[str, Any]:
+    """config.model -> the DDPMScheduler settings of its noise schedule (diffusers states
+    betas at the run's T, jaxgen at T = 1000)."""
+    if m.schedule == "cosine":
+        return {"beta_schedule": "squaredcos_cap_v2"}
+    return {"beta_schedule": m.schedule, "beta_start": m.beta_start * 1000 / m.num_timesteps,
+            "beta_end": m.beta_end * 1000 / m.num_timesteps}
