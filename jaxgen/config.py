@@ -183,6 +183,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
             raise ConfigError(f"eval.{key}={config.eval[key]} is too few for the sample metrics "
                               f"(KID and precision/recall with eval.pr_k={config.eval.pr_k}): "
                               f"use 0 or >= {fewest}")
+    if config.train.ema_warmup and not config.train.ema_decay:
+        raise ConfigError("train.ema_warmup=True warms up an EMA, but train.ema_decay=0 keeps "
+                          "none: set train.ema_decay (e.g. 0.999)")
     size = config.train.batch_size
     if size % num_devices:
         # num_devices is a multiple of num_processes: a multiple of it divides by both.

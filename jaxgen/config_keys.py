@@ -128,6 +128,10 @@ BASE_KEYS: dict[str, Key] = {
     "train.weight_decay": Key(0.0, "AdamW weight decay", check=NON_NEGATIVE),
     "train.grad_clip_norm": Key(0.0, "global-norm clipping (0: off)", check=NON_NEGATIVE),
     "train.ema_decay": Key(0.0, "EMA of the sampled parameters (0: off)", check=FRACTION),
+    "train.ema_warmup": Key(False, "EMA decay min(ema_decay, (1+t)/(10+t)) after step t "
+                                   "(TF's ExponentialMovingAverage with num_updates; "
+                                   "diffusers' EMAModel one step later): the average "
+                                   "forgets the initialisation within its first steps"),
     "train.compute_dtype": Key("float32", "dtype of the networks' activations, matmuls and "
                                           "convolutions; parameters, optimiser, losses stay "
                                           "float32 (bfloat16 on GPU/TPU)",

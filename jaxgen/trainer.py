@@ -35,7 +35,7 @@ from jaxgen.periodic import (PROFILE_AFTER, Every, ProfileWindow,
                              TrainMetrics, run_actions)
 from jaxgen.progress import Progress
 from jaxgen.rng import as_key, purpose_key, root_key_data
-from jaxgen.state import TrainState, averaged_params, ema_update
+from jaxgen.state import TrainState, averaged_params, ema_decay_at, ema_update
 from jaxgen.writers import Writer
 
 log = logging.getLogger("jaxgen")
@@ -89,9 +89,11 @@ class Trainer:
         new_state, metrics = self.family.train_step(state, batch, rng, **kwargs)
         new_state = new_state.replace(step=state.step + 1)
         if self.ema:
+            decay = ema_decay_at(self.config.train.ema_decay, new_state.step,
+                                 self.config.train.ema_warmup)
             new_state = new_state.replace(ema_params=ema_update(
                 state.ema_params, averaged_params(new_state.params, self.family.ema_keys),
-                self.config.train.ema_decay))
+                decay))
         return new_state, metrics
 
     def compile_step(self, state: TrainState, batch: dict[str, jax.Array]

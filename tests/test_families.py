@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, latent, runs, trainer
+from jaxgen import cli, config as config_lib, latent, runs, state as state_lib, trainer
+from jaxgen.config import ConfigError
 from tests.helpers import TINY, run_cli, train_tiny
 
 
@@ -70,6 +71,29 @@ def test_ema_is_the_running_average_of_parameters(tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     assert not all(np.allclose(a, b) for a, b in
                    zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params)))
+
+
+def test_ema_warmup_follows_tf_num_updates_schedule(tmp_path):
+    config, splits, family = _prepare(tmp_path, "--config.train.ema_decay=0.9",
+                                      "--config.train.ema_warmup=True")
+    t = trainer.Trainer(config, family, splits)
+    state = t.init_state()
+    expected = jax.tree.map(np.asarray, state.params)
+    for step in range(3):
+        state, _ = t.step_fn(state, t.global_batch(t.stream.batch_at(step)))
+        decay = min(0.9, (2.0 + step) / (11.0 + step))  # (1 + t) / (10 + t) after update t
+        expected = jax.tree.map(lambda e, p: decay * e + (1 - decay) * np.asarray(p),
+                                expected, state.params)
+    for got, want in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert float(state_lib.ema_decay_at(0.999, jnp.asarray(8990), True)) == np.float32(0.999)
+    assert float(state_lib.ema_decay_at(0.999, jnp.asarray(80), True)) == np.float32(0.9)
+
+
+def test_ema_warmup_without_an_ema_is_an_error():
+    config = config_lib.load("experiments/vae_digits.py", ["train.ema_warmup=True"])
+    with pytest.raises(ConfigError, match="train.ema_decay=0 keeps none"):
+        config_lib.validate(config, num_devices=1, num_processes=1)
 
 
 def test_slerp_keeps_norm_and_endpoints():
