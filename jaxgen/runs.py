@@ -96,7 +96,7 @@ def classifier_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
 # at these defaults a classifier trains as it did before they existed.
 LATER_WEIGHT_KEY_DEFAULTS = {"compute_dtype": "float32", "lr_schedule": "constant",
                              "warmup_steps": 0, "lr_end_fraction": 0.0, "decay_start_step": 0,
-                             "dropout_prng": "threefry"}
+                             "dropout_prng": "threefry", "ema_warmup": False}
 # data.* keys added after the first caches: left out of the key at their defaults.
 LATER_DATA_KEYS = ("pad_to", "transform", "image_size", "channels", "on_bad_file",
                    "test_fraction", "tfds_splits")
