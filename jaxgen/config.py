@@ -13,6 +13,8 @@ import dataclasses
 import importlib.util
 import json
 import os
+import sys
+import traceback
 from typing import Any, Sequence
 
 import ml_collections
@@ -60,18 +62,26 @@ def load_module(path: str, name: str = "experiment"):
     try:
         module_spec.loader.exec_module(module)
     except Exception as e:  # any error of the user's file: one line naming where
-        line = getattr(e, "lineno", None)
-        if line is None:
-            frames = [f for f in _traceback_frames(e) if f.filename == os.path.abspath(path)
-                      or f.filename == path]
-            line = frames[-1].lineno if frames else "?"
-        raise ConfigError(f"{path}:{line}: {type(e).__name__}: {e}") from None
+        raise located_error(path, e) from None
     return module
 
 
-def _traceback_frames(error: BaseException):
-    import traceback
-    return traceback.extract_tb(error.__traceback__)
+def located_error(path: str, error: Exception) -> ConfigError:
+    """error, raised while running the experiment file `path` (its import or a function of
+    it), as one line `FILE:LINE: Type: message`: the innermost frame of the user's own files
+    (path, or an experiment it builds on), not of jaxgen or the Python installation."""
+    if isinstance(error, SyntaxError) and error.lineno is not None:
+        return ConfigError(f"{path}:{error.lineno}: {type(error).__name__}: {error}")
+    not_the_users = tuple(os.path.join(os.path.abspath(p), "") for p in {
+        os.path.dirname(__file__), sys.prefix, sys.base_prefix, sys.exec_prefix})
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not os.path.abspath(f.filename).startswith(not_the_users)
+              and not f.filename.startswith("<")]
+    if not frames:
+        return ConfigError(f"{path}: {type(error).__name__}: {error}")
+    where = frames[-1]
+    shown = path if os.path.abspath(where.filename) == os.path.abspath(path) else where.filename
+    return ConfigError(f"{shown}:{where.lineno}: {type(error).__name__}: {error}")
 
 
 def sibling(file: str, name: str):
@@ -104,8 +114,15 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collectio
         raise ConfigError(f"{path} defines no get_config()")
     try:
         config = module.get_config(arg) if arg else module.get_config()
+    except ConfigError as e:  # a sibling experiment's error, located already
+        raise ConfigError(f"{spec}: {e}") from None
     except ValueError as e:  # an experiment's way of refusing its ARG
         raise ConfigError(f"{spec}: {e}") from None
+    except Exception as e:  # a mistake in get_config: one line naming where, as at import
+        raise located_error(path, e) from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, not an "
+                          "ml_collections.ConfigDict (start from jaxgen.config.base_config())")
     return apply_overrides(config, overrides)
 
 

@@ -380,7 +380,9 @@ def experiment_with(tmp_path):
 @pytest.mark.parametrize("case", [
     "sample.num=0", "eval.num_examples=-1", "eval.track_samples=2", "features=(8.5,16)",
     "seed=-1", "idx_test_size", "idx_labels_200", "idx_corrupt_gzip", "syntax_error",
-    "name_error", "import_error", "workdir_is_file", "workdir_under_file",
+    "name_error", "import_error", "get_config_name_error", "get_config_returns_dict",
+    "family=os:getcwd", "family=os:sep", "family=collections:OrderedDict", "workdir_is_file",
+    "workdir_under_file",
 ])
 def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with):
     workdir = tmp_path / "run"
@@ -390,6 +392,8 @@ def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with)
         key = {"features": "model.features"}.get(key, key)
         args.append(f"--config.{key}={value}")
         expected = {"features": "expects a tuple of integers"}.get(case.split("=")[0], key)
+        if key == "family":  # issue 39: importable, but no family factory
+            expected = f"family '{value}' is not a family factory: "
     elif case.startswith("idx"):
         data = _write_idx(tmp_path / "idx", test_shape=(9, 9) if case == "idx_test_size" else
                           (8, 8), max_label=200 if case == "idx_labels_200" else 9,
@@ -398,6 +402,14 @@ def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with)
         expected = {"idx_test_size": "train images are (8, 8, 1) but test images (9, 9, 1)",
                     "idx_labels_200": "outside the 10 classes",
                     "idx_corrupt_gzip": "cannot read IDX file"}[case]
+    elif case.startswith("get_config"):  # issue 39: raised while the config is built
+        path = experiment_with(
+            "from jaxgen import config as config_lib\n\ndef get_config():\n"
+            + {"get_config_name_error": "    return default_confg()\n",
+               "get_config_returns_dict": "    return {'family': 'vae'}\n"}[case])
+        args = [f"--config={path}"]
+        expected = {"get_config_name_error": f"{path}:4: NameError: name 'default_confg'",
+                    "get_config_returns_dict": "get_config() returned dict"}[case]
     elif case.endswith("_error"):
         body = {"syntax_error": "def get_config(:\n", "name_error": "x = undefined_name\n",
                 "import_error": "import no_such_module_here\n"}[case]

@@ -14,6 +14,7 @@ user lists the family in $JAXGEN_ALLOWED_FAMILIES (comma-separated) or with the 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 
 from jaxgen import config as config_lib, contract
@@ -75,6 +76,31 @@ def family_keys(name: str) -> config_keys.Keys:
     return getattr(module, FAMILIES[name].partition(":")[2]).keys
 
 
+def _not_a_factory(name: str, factory, why: str) -> ConfigError:
+    return ConfigError(f"family '{name}' is not a family factory: "
+                       f"{getattr(factory, '__qualname__', type(factory).__name__)} {why}; "
+                       "a family is a class or function called as Factory(config, data_spec)")
+
+
+def _construct(name: str, factory, config, data_spec):
+    """factory(config, data_spec), or ConfigError when `factory` cannot be called so: a value
+    such as 'os:getcwd' names something importable that is no family factory."""
+    if not callable(factory):
+        raise _not_a_factory(name, factory, "is not callable")
+    try:
+        inspect.signature(factory).bind(config, data_spec)
+    except TypeError as e:
+        raise _not_a_factory(name, factory, f"takes other arguments ({e})") from None
+    except ValueError:  # a builtin without a signature: the call itself tells
+        pass
+    try:
+        return factory(config, data_spec)
+    except TypeError as e:
+        if e.__traceback__.tb_next is None:  # raised by the call, not inside a Python factory
+            raise _not_a_factory(name, factory, f"refused the call ({e})") from None
+        raise
+
+
 def build(config, data_spec, from_workdir: bool = False):
     """The family `config.family` names, built for data of `data_spec`; checked against the
     contract. from_workdir: the config was read from a workdir (see the module docstring)."""
@@ -91,7 +117,7 @@ def build(config, data_spec, from_workdir: bool = False):
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"cannot load family '{config.family}': {e}") from None
-    family = factory(config, data_spec)
+    family = _construct(config.family, factory, config, data_spec)
     missing = contract.missing_members(family)
     if missing:
         raise ConfigError(f"family '{config.family}' does not fulfil the family contract "
