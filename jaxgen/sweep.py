@@ -17,12 +17,15 @@ write their evaluations side by side as metrics_<point>.json.
 
 SIGTERM or SIGINT goes on to the point running (which checkpoints and exits), the sweep
 waits for it and exits with its code (75 after a checkpoint), starting nothing more; rerun
-the same command to continue.
+the same command to continue. A sweep killed outright (kill -9, a crash) takes the point it
+runs with it (Linux: the kernel's parent-death signal; elsewhere the point shares the sweep's
+process group), so the rerun resumes that point from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import itertools
 import json
 import os
@@ -125,11 +128,28 @@ def is_done(workdir: str, output: str = "metrics.json") -> bool:
         return False
 
 
+# Linux's prctl(PR_SET_PDEATHSIG): the kernel signals the child when its parent dies.
+_PR_SET_PDEATHSIG = 1
+_DIES_WITH_PARENT = sys.platform.startswith("linux")
+
+
+def _die_with(parent_pid: int) -> None:
+    """Runs in the child between fork and exec: SIGKILL it when the sweep dies in any way
+    (kill -9, a crash, the OOM killer), so no orphan trainer holds a point's workdir and
+    blocks the restarted sweep. SIGKILL, not SIGTERM: a checkpointing orphan would still hold
+    the lock when the sweep is rerun; resuming from the last checkpoint is exact anyway."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
+        os._exit(1)  # the sweep already died (or prctl failed): run nothing
+
+
 class ChildRunner:
     """Runs one child at a time; while active, SIGTERM and SIGINT go on to the child, and
-    `signum` records that one came. The child runs in its own session, so a terminal's
-    Ctrl-C reaches it once, through us. (A trainer whose sweep was SIGKILLed trains on; the
-    workdir's lock keeps a restarted sweep from starting a second one beside it.)"""
+    `signum` records that one came. A child never outlives the sweep. On Linux it runs in its
+    own session, so a terminal's Ctrl-C reaches it once, through us, and the kernel kills it
+    when the sweep dies (_die_with). Elsewhere it stays in the sweep's process group, so a
+    signal to the group reaches it, and only SIGTERM is forwarded: the terminal's SIGINT
+    already reaches the whole group."""
 
     def __init__(self):
         self.child: subprocess.Popen | None = None
@@ -147,13 +167,20 @@ class ChildRunner:
 
     def _forward(self, signum: int, frame) -> None:
         self.signum = signum
+        if not _DIES_WITH_PARENT and signum == signal.SIGINT:
+            return
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)
 
     def run(self, command: list[str]) -> int:
         if self.signum is not None:
             return 128 + self.signum
-        self.child = subprocess.Popen(command, start_new_session=True)
+        if _DIES_WITH_PARENT:
+            parent = os.getpid()
+            self.child = subprocess.Popen(command, start_new_session=True,
+                                          preexec_fn=lambda: _die_with(parent))
+        else:
+            self.child = subprocess.Popen(command)
         try:
             return self.child.wait()  # returns after the handler runs, once the child ends
         finally:

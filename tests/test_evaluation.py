@@ -1,6 +1,7 @@
 """The evaluator end to end: the digits classifier as extractor, real-data sanity checks,
 determinism over seeds and device counts, sweeps that resume, reports."""
 
+import fcntl
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from jaxgen import cli, config as config_lib, runs
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.runner import real_features
-from tests.helpers import ROOT, TINY, TRAINING_ONLY, env_with_devices, run_cli, train_tiny
+from tests.helpers import (ROOT, TINY, TRAINING_ONLY, checkpoint_steps, env_with_devices,
+                           run_cli, train_tiny)
 
 
 @pytest.fixture(scope="module")
@@ -194,13 +196,10 @@ def test_inception_without_weights_fails_clearly(tmp_path):
 
 
 SWEEP = '''
-import os, sys
-sys.path.insert(0, {experiments!r})
-from vae_digits import get_config as base
-from jaxgen import sweep
+from jaxgen import config as config_lib, sweep
 
 def get_config():
-    return base()
+    return config_lib.sibling({experiments!r} + "/vae_digits.py", "vae_digits").get_config()
 
 def get_sweep():
     return [("beta=1_seed=0", {{"model.beta": 1.0, "seed": 0}}),
@@ -209,14 +208,26 @@ def get_sweep():
 '''
 
 
+def _lock_is_free(workdir) -> bool:
+    with open(os.path.join(workdir, "train.lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
 @pytest.mark.slow
-def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_path):
+def test_sweep_killed_mid_point_leaves_no_trainer_and_its_rerun_finishes_every_point(tmp_path):
+    """Issue 39: kill -9 of the sweep's process group while a point trains. The trainer,
+    in a session of its own, used to train on and block the rerun ('is being trained')."""
     spec = tmp_path / "tiny_sweep.py"
     spec.write_text(SWEEP.format(experiments=os.path.join(ROOT, "experiments")))
     root = tmp_path / "sweep"
     overrides = [a for a in TINY if not a.startswith("--config=")]
     command = [sys.executable, "-m", "jaxgen.sweep", f"--config={spec}", f"--workdir={root}",
-               "--config.train.num_steps=20", "--config.eval.iwae_samples=10", *overrides,
+               *overrides, "--config.train.num_steps=60", "--config.eval.iwae_samples=10",
                *TRAINING_ONLY]
     listed = subprocess.run([*command, "--print"], cwd=ROOT, env=env_with_devices(),
                             capture_output=True, text=True, timeout=60)
@@ -224,16 +235,24 @@ def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_pat
     assert len(listed.stdout.splitlines()) == 3 and "jaxgen.evaluate" in listed.stdout
 
     first = root / "beta=1_seed=0" / "metrics.json"
+    second = root / "beta=1_seed=1"
     process = subprocess.Popen(command, cwd=ROOT, env=env_with_devices(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 240
-    while not first.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert first.exists()
-    os.killpg(process.pid, signal.SIGKILL)  # the sweep and the point it is running
+    while not checkpoint_steps(str(second)) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    assert first.exists() and checkpoint_steps(str(second)), "the sweep never reached point 2"
+    assert not _lock_is_free(second), "point 2's trainer was not running at the kill"
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep, mid-point
     process.wait()
     finished_at = first.stat().st_mtime_ns
+    # No trainer survives the sweep: the point's lock comes free (the kernel's SIGKILL).
+    deadline = time.time() + 10
+    while not _lock_is_free(second) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _lock_is_free(second), "the killed sweep's trainer trains on"
+    assert checkpoint_steps(str(second))[-1] < 60
     assert not (root / "beta=4_seed=0" / "metrics.json").exists()
 
     resumed = subprocess.run(command, cwd=ROOT, env=env_with_devices(), capture_output=True,
@@ -242,7 +261,7 @@ def test_sweep_interrupted_finishes_missing_points_and_report_aggregates(tmp_pat
     assert "beta=1_seed=0: done already" in resumed.stdout
     assert first.stat().st_mtime_ns == finished_at
     for name in ("beta=1_seed=1", "beta=4_seed=0"):
-        assert _values(str(root / name))["step"] == 20
+        assert _values(str(root / name))["step"] == 60
 
     report = run_cli("report", [str(root), "--metric=neg_elbo", "--x=model.beta"])
     assert report.returncode == 0, report.stderr
