@@ -3,12 +3,12 @@ read time, lowering and compile time of its forward pass, the size of the lowere
 peak host memory, and the largest difference from transformers' CLIPTextModel on the same
 tokens.
 
-python benchmarks/clip_text_encoder.py --make DIR   # needs torch and transformers: a random
+python -m benchmarks.clip_text_encoder --make DIR   # needs torch and transformers: a random
     # CLIPTextModel with CLIP ViT-L/14's text settings (123M parameters, Stable Diffusion v1's
     # encoder), saved in DIR/text_encoder, with 4 random prompts of 77 tokens and its
     # last_hidden_state in DIR/reference.safetensors
-python benchmarks/clip_text_encoder.py --folder DIR  # jaxgen alone; no PyTorch
-JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS=1 python benchmarks/clip_text_encoder.py --folder DIR
+python -m benchmarks.clip_text_encoder --folder DIR  # jaxgen alone; no PyTorch
+JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS=1 python -m benchmarks.clip_text_encoder --folder DIR
     # the same, with JAX passing closed-over arrays as arguments instead of embedding them
 
 Writes benchmarks/results/clip_text_encoder_<platform>.json (one row per setting of

@@ -2,7 +2,7 @@
 the same seed, and a run SIGKILLed after its first checkpoint and restarted, against each
 other, array by array.
 
-python benchmarks/determinism.py [--experiment vae_digits] [--steps 200] [--deterministic 1]
+python -m benchmarks.determinism [--experiment vae_digits] [--steps 200] [--deterministic 1]
     [--override KEY=VALUE ...] [--out FILE]
 
 Writes benchmarks/results/determinism_<device kind>[_off].json: how many parameter and
@@ -22,7 +22,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 
@@ -34,8 +33,7 @@ def train(args: list[str], workdir: str, kill_at: int = 0) -> dict:
     killed one). The run's log goes to WORKDIR.log.
     """
     command = [sys.executable, "-m", "jaxgen.train", *args, f"--workdir={workdir}"]
-    from benchmarks.train_step import python_path
-    env = dict(os.environ, PYTHONPATH=python_path())
+    env = dict(os.environ)
     with open(f"{workdir}.log", "a", encoding="utf-8") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         checkpoints = os.path.join(workdir, "checkpoints")

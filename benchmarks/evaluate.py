@@ -1,6 +1,6 @@
 """Sample-metric cost: time and peak memory of evaluating N samples of a trained workdir.
 
-python benchmarks/evaluate.py --workdir=runs/vae_fmnist [--num_samples 1000 10000]
+python -m benchmarks.evaluate --workdir=runs/vae_fmnist [--num_samples 1000 10000]
 Each N runs in a fresh process (peak RSS only grows within a process), with the
 extractor already cached. Writes benchmarks/results/evaluate_<platform>.json.
 """
@@ -54,9 +54,9 @@ def main() -> None:
         return
     results = []
     for n in args.num_samples:
-        out = subprocess.run([sys.executable, __file__, f"--workdir={args.workdir}",
-                              f"--child={n}"], capture_output=True, text=True, cwd=ROOT,
-                             check=True)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.evaluate",
+                              f"--workdir={args.workdir}", f"--child={n}"],
+                             capture_output=True, text=True, cwd=ROOT, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]))
     import jax

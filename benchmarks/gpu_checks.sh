@@ -26,17 +26,17 @@ SMALL=${SMALL:-vae_fashion_mnist gan_fashion_mnist ddpm_fashion_mnist}
 for part in "${@:-speed}"; do
   if [ "$part" = speed ]; then
     # One process per row: a row that outlives its limit costs that row only.
-    step 150 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" --dtype bfloat16 \
+    step 150 python3 -m benchmarks.train_step --synthetic --steps "$STEPS" --dtype bfloat16 \
         --experiments "$BIG" --profile /tmp/profile --out "$OUT/train_step_big_bf16.json"
-    step 130 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" --dtype float32 \
+    step 130 python3 -m benchmarks.train_step --synthetic --steps "$STEPS" --dtype float32 \
         --experiments "$BIG" --out "$OUT/train_step_big_f32.json"
-    step 75 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" --dtype bfloat16 \
+    step 75 python3 -m benchmarks.train_step --synthetic --steps "$STEPS" --dtype bfloat16 \
         --experiments ddpm_fashion_mnist --out "$OUT/train_step_unet_nondeterministic.json"
-    step 75 python3 benchmarks/train_step.py --synthetic --deterministic --steps "$STEPS" \
+    step 75 python3 -m benchmarks.train_step --synthetic --deterministic --steps "$STEPS" \
         --dtype bfloat16 --experiments ddpm_fashion_mnist \
         --out "$OUT/train_step_unet_deterministic.json"
     # shellcheck disable=SC2086
-    step 100 python3 benchmarks/train_step.py --synthetic --steps "$STEPS" \
+    step 100 python3 -m benchmarks.train_step --synthetic --steps "$STEPS" \
         --dtype float32 bfloat16 --experiments $SMALL --out "$OUT/train_step_small.json"
   elif [ "$part" = variants ]; then
     # Levers on the big UNet's step, one process each: compiled side by side, timed one at a
@@ -45,7 +45,7 @@ for part in "${@:-speed}"; do
     rm -rf /tmp/barrier && mkdir -p /tmp/variants
     variant() {  # NAME XLA_FLAGS train_step.py-arguments...
       local name=$1 flags=$2; shift 2
-      XLA_FLAGS="$flags" timeout "${VARIANT_LIMIT:-480}" python3 benchmarks/train_step.py \
+      XLA_FLAGS="$flags" timeout "${VARIANT_LIMIT:-480}" python3 -m benchmarks.train_step \
           --synthetic --steps "$STEPS" --timing-barrier "/tmp/barrier:$NUM_VARIANTS" \
           --out "/tmp/variants/$name.json" "$@" 2>&1 | grep -v "^WARNING\|cuda_timer" \
           | sed "s/^/[$name] /" >> "$OUT/variants_log.txt"
@@ -91,9 +91,9 @@ PY
   elif [ "$part" = checks ]; then
     # Their figures do not depend on timing, so they share the GPU.
     export XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
-    step 170 python3 benchmarks/determinism.py --steps "${DET_STEPS:-400}" \
+    step 170 python3 -m benchmarks.determinism --steps "${DET_STEPS:-400}" \
         --out "$OUT/determinism.json" &
-    step 170 python3 benchmarks/precision_curves.py --experiment ddpm_fashion_mnist \
+    step 170 python3 -m benchmarks.precision_curves --experiment ddpm_fashion_mnist \
         --steps "${CURVE_STEPS:-1500}" --override data.source=idx \
         --override data.data_dir=.data/fashion-mnist --override eval.track_samples=0 \
         --out "$OUT/precision_curves.json" &

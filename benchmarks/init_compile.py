@@ -2,7 +2,7 @@
 (`runtime.INIT_COMPILER_OPTIONS`): compile seconds of each and whether the weights are
 bit-identical, for every shipped experiment and the evaluation classifiers.
 
-python benchmarks/init_compile.py [--experiments vae_digits ddpm_fashion_mnist:cfg ...]
+python -m benchmarks.init_compile [--experiments vae_digits ddpm_fashion_mnist:cfg ...]
     [--out FILE]
 
 An experiment is NAME[:ARG] of experiments/, or classifier-NAME for the evaluation classifier
@@ -19,7 +19,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 EXPERIMENTS = ["vae_digits", "gan_digits", "ddpm_digits", "ddpm_digits:likelihood",
                "ddpm_digits:cfg", "guidance_classifier_digits", "vae_fashion_mnist",

@@ -1,7 +1,7 @@
 """float32 against bfloat16: the same training run in each compute dtype, test loss at every
 eval step side by side, and throughput.
 
-python benchmarks/precision_curves.py [--experiment ddpm_fashion_mnist] [--steps 1500]
+python -m benchmarks.precision_curves [--experiment ddpm_fashion_mnist] [--steps 1500]
     [--override KEY=VALUE ...] [--out FILE]
 
 Writes benchmarks/results/precision_curves_<device kind>.json.
@@ -17,7 +17,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 DTYPES = ("float32", "bfloat16")
 
 
@@ -34,7 +33,6 @@ def main() -> None:
     p.add_argument("--override", action="append", default=[])
     p.add_argument("--out", default="")
     args = p.parse_args()
-    from benchmarks.train_step import python_path
     root = tempfile.mkdtemp(prefix="jaxgen_precision_")
     runs = {}
     for dtype in DTYPES:
@@ -49,7 +47,7 @@ def main() -> None:
                  f"--config.eval.every_steps={max(args.steps // 5, 1)}",
                  f"--config.sample.every_steps={args.steps}",
                  *[f"--config.{o}" for o in args.override]],
-                cwd=ROOT, env=dict(os.environ, PYTHONPATH=python_path()), stdout=log, stderr=log)
+                cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log)
         if done.returncode:
             with open(f"{workdir}.log", encoding="utf-8") as f:
                 sys.exit(f"{dtype} run failed; its log ends:\n{f.read()[-3000:]}")

@@ -1,7 +1,7 @@
 """The full-size DDPM CIFAR-10 UNet through diffusers and back: equality and speed, jaxgen against
 diffusers on the same machine.
 
-python benchmarks/pretrained_interop.py [--batch 8] [--num 16] [--steps 50] [--out FILE]
+python -m benchmarks.pretrained_interop [--batch 8] [--num 16] [--steps 50] [--out FILE]
 
 Needs `pip install -e .[interop]` (PyTorch, diffusers). Builds google/ddpm-cifar10-32's network
 (35,746,307 parameters) with random weights, every parameter perturbed
@@ -25,8 +25,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 
 def main() -> None:
@@ -43,7 +41,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    import make_diffusers_fixtures as fixtures
+    from scripts import make_diffusers_fixtures as fixtures
     from jaxgen import pretrained, runs, workdir as workdir_lib
     from jaxgen.state import TrainState
 

@@ -1,6 +1,6 @@
 """Where a jax.profiler trace spends the accelerator's time: kernel time by name and by kind.
 
-python benchmarks/profile_summary.py TRACE [--top 25] [--out FILE]
+python -m benchmarks.profile_summary TRACE [--top 25] [--out FILE]
 
 TRACE is a perfetto_trace.json.gz (`jax.profiler.start_trace(dir, create_perfetto_trace=True)`,
 or `train_step.py --profile DIR`), or a folder searched for one. Kernels are the complete

@@ -1,14 +1,15 @@
 """jaxgen's training steps against the same networks in PyTorch, timed interleaved on this CPU.
 
-python benchmarks/pytorch_parity.py --torch-python /path/to/torch/venv/bin/python
+python -m benchmarks.pytorch_parity --torch-python /path/to/torch/venv/bin/python
     [--rounds 3] [--steps 20] [--models vae gan unet] [--compile] [--out FILE]
 
 Each round runs, one process at a time, jaxgen's step (`train_step.py --synthetic`, float32)
 and PyTorch's (`torch_reference.py`: eager NCHW, eager channels-last, and torch.compile with
 --compile) for every model, so a busy moment of a shared machine hits both sides alike.
 PyTorch runs with OMP_WAIT_POLICY=PASSIVE (its OpenMP threads otherwise spin, slowing what
-runs beside them). Reports the median images/s of each program over the rounds and
-jaxgen's ratio to the fastest PyTorch variant. Writes benchmarks/results/pytorch_parity_cpu.json.
+runs beside them). Reports the median images/s of each program over the rounds, their range,
+jaxgen's ratio to the fastest PyTorch variant and that ratio's range over the rounds.
+Writes benchmarks/results/pytorch_parity_cpu.json.
 """
 
 from __future__ import annotations
@@ -22,26 +23,24 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 EXPERIMENTS = {"vae": "vae_fashion_mnist", "gan": "gan_fashion_mnist",
                "unet": "ddpm_fashion_mnist"}
 
 
 def run_jaxgen(model: str, steps: int) -> float:
-    from benchmarks.train_step import python_path
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, "benchmarks/train_step.py", "--synthetic",
+        subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--synthetic",
                         "--experiments", EXPERIMENTS[model], "--steps", str(steps),
                         "--out", out.name], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL,
-                       env=dict(os.environ, PYTHONPATH=python_path(), JAX_PLATFORMS="cpu"))
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
         with open(out.name, encoding="utf-8") as f:
             return json.load(f)["results"][0]["images_per_second"]
 
 
 def run_torch(python: str, model: str, steps: int, variant: str) -> dict:
     flags = {"eager": [], "channels_last": ["--channels-last"], "compile": ["--compile"]}
-    done = subprocess.run([python, "benchmarks/torch_reference.py", "--model", model,
+    done = subprocess.run([python, "-m", "benchmarks.torch_reference", "--model", model,
                            "--steps", str(steps), *flags[variant]], cwd=ROOT, check=True,
                           capture_output=True, text=True,
                           env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
@@ -73,11 +72,18 @@ def main() -> None:
     for model, programs in samples.items():
         medians = {k: statistics.median(v) for k, v in programs.items()}
         fastest = max((k for k in medians if k.startswith("torch")), key=medians.get)
-        summary[model] = {"experiment": EXPERIMENTS[model], "median_images_per_second": medians,
-                          "fastest_torch": fastest,
-                          "jaxgen_over_fastest_torch": medians["jaxgen"] / medians[fastest]}
+        # The spread: each round's ratio pairs programs timed minutes apart, so a busy moment
+        # of the machine moves both sides of it alike.
+        ratios = [j / t for j, t in zip(programs["jaxgen"], programs[fastest])]
+        summary[model] = {
+            "experiment": EXPERIMENTS[model], "median_images_per_second": medians,
+            "range_images_per_second": {k: [min(v), max(v)] for k, v in programs.items()},
+            "fastest_torch": fastest,
+            "jaxgen_over_fastest_torch": medians["jaxgen"] / medians[fastest],
+            "per_round_ratio": ratios, "per_round_ratio_range": [min(ratios), max(ratios)]}
         print(f"{model}: jaxgen {medians['jaxgen']:.0f} images/s, {fastest} "
-              f"{medians[fastest]:.0f}: ratio {summary[model]['jaxgen_over_fastest_torch']:.2f}")
+              f"{medians[fastest]:.0f}: ratio {summary[model]['jaxgen_over_fastest_torch']:.2f} "
+              f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")
     from benchmarks.train_step import environment, write_record
     record = {**environment(), "torch": torch_version, "rounds": args.rounds,
               "steps": args.steps, "samples": samples, "summary": summary}

@@ -1,6 +1,6 @@
 """The real-data column of `jaxgen.evaluate` alone: the floor of every sample metric at N images.
 
-python benchmarks/real_data_floor.py --config=experiments/NAME.py --num 1000 10000 [--out FILE]
+python -m benchmarks.real_data_floor --config=experiments/NAME.py --num 1000 10000 [--out FILE]
 
 Up to N test images against the other half of the test split (`eval.runner.real_column_rows`),
 on the features of the experiment's evaluation classifier (trained into the extractor cache on
@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def main() -> None:

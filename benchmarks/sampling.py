@@ -2,7 +2,7 @@
 experiments, PixelCNN++'s fast and reference samplers (the same images; the reference makes
 H x W full network passes), the family's own sampler for the others.
 
-python benchmarks/sampling.py [--experiments ddpm_digits ddpm_fashion_mnist pixelcnn_digits]
+python -m benchmarks.sampling [--experiments ddpm_digits ddpm_fashion_mnist pixelcnn_digits]
     [--samplers ddpm ddim50 fast reference] [--num 1000] [--batch 500] [--override KEY=VALUE ...]
 Untrained (initialised) parameters: the cost of a sampler does not depend on the weights.
 Compile time is measured separately from the timed runs. Writes

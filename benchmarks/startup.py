@@ -1,7 +1,7 @@
 """Time from `python -m jaxgen.train` to its first training step, with an empty compilation
 cache (cold) and again with the cache the first start filled (warm, what a restart pays).
 
-python benchmarks/startup.py [--experiments ddpm_fashion_mnist ...] [--override KEY=VALUE ...]
+python -m benchmarks.startup [--experiments ddpm_fashion_mnist ...] [--override KEY=VALUE ...]
 
 The clock runs from the process's launch to the log line of step 1 (train.log_every_steps=1
 makes the trainer fetch that step's metrics, so the step has run). Writes
@@ -18,7 +18,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 
@@ -27,8 +26,7 @@ def seconds_to_first_step(experiment: str, workdir: str, cache: str,
     command = [sys.executable, "-m", "jaxgen.train", f"--config=experiments/{experiment}.py",
                f"--workdir={workdir}", "--config.train.num_steps=2",
                "--config.train.log_every_steps=1", *[f"--config.{o}" for o in overrides]]
-    from benchmarks.train_step import python_path
-    env = dict(os.environ, PYTHONPATH=python_path(), JAXGEN_COMPILE_CACHE=cache,
+    env = dict(os.environ, JAXGEN_COMPILE_CACHE=cache,
                PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     marks = {}

@@ -2,7 +2,7 @@
 threefry keys: compile and run time of dropout masks, and of an experiment's initialisation
 and train step, with whether the trained parameters are bit-identical.
 
-python benchmarks/threefry_unrolled.py [--experiments ddpm_fashion_mnist] [--masks 1 4 16]
+python -m benchmarks.threefry_unrolled [--experiments ddpm_fashion_mnist] [--masks 1 4 16]
     [--steps 5] [--out FILE]
 
 Each experiment runs in two processes (the keys are chosen when the trainer wraps its key
@@ -22,7 +22,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 MASK_SHAPE = (128, 28, 28, 32)  # a dropout mask of ddpm_fashion_mnist's widest 28x28 block
 
@@ -99,7 +98,7 @@ def main() -> None:
         return
     import numpy as np
 
-    from benchmarks.train_step import environment, python_path, write_record
+    from benchmarks.train_step import environment, write_record
     from jaxgen import rng
     masks = []
     for count in args.masks:
@@ -115,11 +114,11 @@ def main() -> None:
     for name in args.experiments:
         rows = {}
         for keys in ("jax", "jaxgen"):
-            env = dict(os.environ, PYTHONPATH=python_path(),
+            env = dict(os.environ,
                        JAXGEN_COMPILE_CACHE=tempfile.mkdtemp(prefix="jaxgen_xla_"))
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--row", name, keys,
-                                  f"--steps={args.steps}"], cwd=ROOT, env=env, check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run([sys.executable, "-m", "benchmarks.threefry_unrolled", "--row",
+                                  name, keys, f"--steps={args.steps}"], cwd=ROOT, env=env,
+                                 check=True, capture_output=True, text=True).stdout
             rows[keys] = json.loads(out.strip().splitlines()[-1])
         identical = rows["jax"]["params_sha256"] == rows["jaxgen"]["params_sha256"]
         experiments.append({"experiment": name, "identical_after_steps": identical, **rows})

@@ -2,7 +2,7 @@
 of `benchmarks/pytorch_parity.py`. Needs torch and numpy only (run it with a PyTorch
 environment's python; jaxgen and JAX are not imported).
 
-python benchmarks/torch_reference.py --model vae|gan|unet [--steps 20] [--channels-last]
+python -m benchmarks.torch_reference --model vae|gan|unet [--steps 20] [--channels-last]
     [--compile]
 
 Each network has the parameter count of its jaxgen experiment (checked), the same batch,

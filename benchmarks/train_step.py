@@ -1,6 +1,6 @@
 """Train-step throughput, FLOPs, MFU, compile time (cold and warm) and peak memory.
 
-python benchmarks/train_step.py [--experiments vae_digits ddpm_cifar10 ...] [--steps 50]
+python -m benchmarks.train_step [--experiments vae_digits ddpm_cifar10 ...] [--steps 50]
     [--dtype float32 bfloat16] [--synthetic] [--override KEY=VALUE ...] [--out FILE]
     [--timing-barrier DIR:N]
 
@@ -41,7 +41,6 @@ from jaxgen import cli, config as config_lib, flops, runs
 from jaxgen.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 PROFILED_STEPS = 5
 # Seconds a ready process waits for the others before it times anyway.
 BARRIER_WAIT = float(os.environ.get("BARRIER_WAIT", 300))
@@ -206,11 +205,6 @@ def device_slug() -> str:
     kind = getattr(device, "device_kind", "") or device.platform
     return device.platform if device.platform == "cpu" else re.sub(r"[^a-z0-9]+", "_",
                                                                   kind.lower()).strip("_")
-
-
-def python_path() -> str:
-    """The repository first, then whatever PYTHONPATH already holds (carried wheels)."""
-    return os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
 
 
 def environment() -> dict:

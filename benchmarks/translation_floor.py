@@ -3,7 +3,7 @@ two-domain experiment, FID and KID of up to N real *training* images of the targ
 against the target domain's test images (the reference translations are scored against), on
 the target domain's evaluation classifier: what a perfect translator could reach.
 
-python benchmarks/translation_floor.py --config=experiments/cyclegan_sneaker_boot.py [--num 1000]
+python -m benchmarks.translation_floor --config=experiments/cyclegan_sneaker_boot.py [--num 1000]
     [--out FILE]
 
 Writes benchmarks/results/translation_floor_<experiment>.json.
@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def main() -> None:

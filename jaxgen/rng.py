@@ -7,7 +7,7 @@ Keys are of `THREEFRY`: JAX's threefry2x32 (the same key data, the same bits for
 checked by tests/test_rng.py) with the hash written out as 20 elementwise rounds on CPU. There
 JAX lowers threefry as a 5-iteration `fori_loop` over the whole array, which XLA:CPU compiles
 on its own (about 0.3 s per dropout mask of a UNet) and runs about 4x slower than the fused
-rounds (`python benchmarks/threefry_unrolled.py`).
+rounds (`python -m benchmarks.threefry_unrolled`).
 """
 
 from __future__ import annotations

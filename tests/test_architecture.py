@@ -7,8 +7,7 @@ import pathlib
 
 import pytest
 
-from jaxgen import config as config_lib, contract
-from jaxgen import config_keys
+from jaxgen import config as config_lib, contract, config_keys
 from jaxgen.config import ConfigError, load
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import FAMILIES, build, family_keys, family_module
@@ -172,3 +171,30 @@ def test_the_readme_key_list_is_generated_from_the_declarations():
     text = readme.read_text()
     assert keys.with_tables(text, ["base", *FAMILIES]) == text, (
         "stale: run python -m jaxgen.keys --write README.md")
+
+
+def _edits_sys_path(tree: ast.AST) -> bool:
+    """sys.path.insert/append/extend/... or an assignment to sys.path, anywhere in a module."""
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+        if (isinstance(target, ast.Attribute) and target.attr == "path"
+                and isinstance(target.value, ast.Name) and target.value.id == "sys"):
+            return True
+    return False
+
+
+def test_no_module_of_the_project_edits_sys_path():
+    """Issue 39: benchmarks and scripts run as modules of the checkout (`python -m
+    benchmarks.NAME`) beside the installed jaxgen; a sys.path edit hides which code runs."""
+    top = PACKAGE.parent
+    files = [p for folder in ("jaxgen", "benchmarks", "scripts", "examples", "experiments")
+             for p in sorted((top / folder).rglob("*.py"))]
+    assert len(files) > 100
+    editing = [str(p.relative_to(top)) for p in files if _edits_sys_path(ast.parse(p.read_text()))]
+    assert not editing, editing
+    # The check can fail: the line that issue 39 removed from ten benchmarks.
+    assert _edits_sys_path(ast.parse("import sys\nsys.path.insert(0, ROOT)\n"))

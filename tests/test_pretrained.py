@@ -25,11 +25,10 @@ from jaxgen.diffusion import schedules
 from jaxgen.families import build
 from jaxgen.pretrained import configs, unet_keys
 from jaxgen.state import TrainState
+from scripts.make_diffusers_fixtures import DDPM_CIFAR10_PARAMETERS, SPECS, model_path
 from tests.helpers import ROOT, TRAINING_ONLY, final_state, run_cli
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "diffusers")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from make_diffusers_fixtures import DDPM_CIFAR10_PARAMETERS, SPECS, model_path  # noqa: E402
 
 TOLERANCE = 1e-4  # max abs difference in float32
 

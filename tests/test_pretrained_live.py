@@ -7,8 +7,6 @@ Fresh random models of every fixture spec, imported and compared live; and jaxge
 `UNet2DModel.from_pretrained` and `DDPMPipeline.from_pretrained`.
 """
 
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +19,8 @@ diffusers = pytest.importorskip("diffusers")
 from jaxgen import pretrained  # noqa: E402
 from jaxgen.data.sources import DataSpec  # noqa: E402
 from jaxgen.families import build, diffusion  # noqa: E402
-from tests.helpers import ROOT  # noqa: E402
 from tests.test_pretrained import TOLERANCE, load, nhwc, state_of, unet_output  # noqa: E402
-
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import make_diffusers_fixtures as fixtures  # noqa: E402
+from scripts import make_diffusers_fixtures as fixtures  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(fixtures.SPECS))
