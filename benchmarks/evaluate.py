@@ -22,9 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def measure(workdir: str, num_samples: int) -> dict:
     """Runs in the child: restore, then time sample_metrics alone."""
     import jax
-    from jaxgen import cli, runs
+    from jaxgen.cli import common as cli
+    from jaxgen.engine import runs
     flags, overrides = cli.parse(cli.parser(""), [f"--workdir={workdir}"])
-    config, splits, family, trainer, state = runs.restore(flags, overrides)
+    config, splits, family, trainer, state = cli.restore(flags, overrides)
     extractors = runs.load_extractors(config, splits)  # trains the classifier if not cached
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()

@@ -29,10 +29,11 @@ EXPERIMENTS = ["vae_digits", "gan_digits", "ddpm_digits", "ddpm_digits:likelihoo
 
 
 def trainer_of(case: str):
-    from jaxgen import config as config_lib, runs
+    from jaxgen.core import config as config_lib
+    from jaxgen.engine import runs
     from jaxgen.data import sources
     from jaxgen.families import classifier
-    from jaxgen.trainer import Trainer
+    from jaxgen.training.trainer import Trainer
     name, _, arg = case.partition(":")
     if name.startswith("classifier-"):
         config = runs.classifier_config(config_lib.load(f"experiments/{name[11:]}.py", []))
@@ -56,9 +57,9 @@ def main() -> None:
     import numpy as np
 
     from benchmarks.train_step import environment, write_record
-    from jaxgen import contract
-    from jaxgen.rng import root_key_data
-    from jaxgen.runtime import INIT_COMPILER_OPTIONS
+    from jaxgen.core import contract
+    from jaxgen.core.rng import root_key_data
+    from jaxgen.core.runtime import INIT_COMPILER_OPTIONS
     results = []
     for case in args.experiments:
         trainer = trainer_of(case)

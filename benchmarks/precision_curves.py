@@ -22,7 +22,7 @@ DTYPES = ("float32", "bfloat16")
 
 
 def curve(workdir: str, split: str, key: str) -> dict[int, float]:
-    from jaxgen.writers import read_metrics
+    from jaxgen.training.writers import read_metrics
     return {int(r["step"]): float(r[key]) for r in read_metrics(workdir, split) if key in r}
 
 

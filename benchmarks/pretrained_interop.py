@@ -42,8 +42,10 @@ def main() -> None:
     import torch
 
     from scripts import make_diffusers_fixtures as fixtures
-    from jaxgen import pretrained, runs, workdir as workdir_lib
-    from jaxgen.state import TrainState
+    from jaxgen import pretrained
+    from jaxgen.engine import runs
+    from jaxgen.training import workdir as workdir_lib
+    from jaxgen.core.state import TrainState
 
     torch.manual_seed(0)
     unet = fixtures.random_unet(fixtures.DDPM_CIFAR10, seed=0)

@@ -19,9 +19,10 @@ import time
 
 import jax
 
-from jaxgen import cli, config as config_lib, flops, runs
+from jaxgen.cli import common as cli
+from jaxgen.core import config as config_lib, flops
 from jaxgen.diffusion import samplers
-from jaxgen.trainer import Trainer
+from jaxgen.training.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +36,7 @@ FAMILY_SAMPLERS = {"diffusion": ("ddpm", "ddim50"), "latent_diffusion": ("ddpm",
 def benchmark(experiment: str, sampler: str, num: int, batch: int, overrides: list[str]):
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
-    config, splits, family = runs.prepare(flags, [*overrides, *SAMPLERS[sampler]])
+    config, splits, family = cli.prepare(flags, [*overrides, *SAMPLERS[sampler]])
     trainer = Trainer(config, family, splits)
     state = trainer.init_state()
     rng = jax.random.key_data(jax.random.key(0))

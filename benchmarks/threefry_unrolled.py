@@ -58,7 +58,7 @@ def experiment_row(experiment: str, keys: str, steps: int) -> dict:
     import numpy as np
 
     from benchmarks.init_compile import trainer_of
-    from jaxgen import rng
+    from jaxgen.core import rng
     if keys == "jax":
         rng.THREEFRY = "threefry2x32"
     trainer = trainer_of(experiment)
@@ -99,7 +99,7 @@ def main() -> None:
     import numpy as np
 
     from benchmarks.train_step import environment, write_record
-    from jaxgen import rng
+    from jaxgen.core import rng
     masks = []
     for count in args.masks:
         rows = {name: masks_row(impl, count)

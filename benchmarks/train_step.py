@@ -37,8 +37,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxgen import cli, config as config_lib, flops, runs
-from jaxgen.trainer import Trainer
+from jaxgen.cli import common as cli
+from jaxgen.core import config as config_lib, flops
+from jaxgen.training.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILED_STEPS = 5
@@ -137,7 +138,7 @@ def benchmark(experiment: str, steps: int, dtype: str, overrides: list[str],
     missing (so that a barrier's processes measure it alone too)."""
     flags, _ = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                           "--workdir=/nonexistent"])
-    config, splits, family = runs.prepare(flags, [*overrides, f"train.compute_dtype={dtype}"])
+    config, splits, family = cli.prepare(flags, [*overrides, f"train.compute_dtype={dtype}"])
     trainer = Trainer(config, family, splits)
     state = trainer.init_state()
     batch = trainer.global_batch(trainer.stream.batch_at(0))
@@ -217,7 +218,17 @@ def environment() -> dict:
             "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "versions": {"jax": jax.__version__, "flax": flax.__version__,
                          "optax": optax.__version__},
-            "command": " ".join(["python", *sys.argv])}
+            "command": " ".join(["python", *command_line()])}
+
+
+def command_line() -> list[str]:
+    """sys.argv as typed: a benchmark run as `python -m benchmarks.NAME` has its file's path
+    in sys.argv[0]."""
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return ["-m", spec.name, *sys.argv[1:]]
+    return list(sys.argv)
 
 
 def write_record(record: dict, out: str, stem: str, echo: bool = True) -> None:
@@ -250,7 +261,7 @@ def main() -> None:
     os.chdir(ROOT)
     # An empty persistent cache of this run's own, so "cold" is a real compile.
     os.environ["JAXGEN_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jaxgen_xla_")
-    from jaxgen import runtime
+    from jaxgen.core import runtime
     runtime.configure(deterministic=args.deterministic)
     matmul: dict = {}  # measured in the first timing slot of each dtype
     device = jax.devices()[0]

@@ -25,7 +25,9 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
 
-    from jaxgen import config as config_lib, runs, workdir as workdir_lib
+    from jaxgen.core import config as config_lib
+    from jaxgen.engine import runs
+    from jaxgen.training import workdir as workdir_lib
     from jaxgen.data import sources
     from jaxgen.eval import metrics, translation
 

@@ -6,8 +6,8 @@ python -m jaxgen.sweep --config=experiments/cfg_guidance_fashion_mnist.py --work
 python -m jaxgen.report runs/cfg --metric=conditional_accuracy --x=sample.guidance_scale
 """
 
-from jaxgen import sweep
-from jaxgen.config import sibling
+from jaxgen.cli import sweep
+from jaxgen.core.config import sibling
 
 ddpm_config = sibling(__file__, "ddpm_fashion_mnist").get_config
 

@@ -7,7 +7,7 @@ python -m jaxgen.evaluate --workdir=runs/cgan_fmnist
 ARG (optional): LOSS[,REGULARISER] as in gan_digits.py.
 """
 
-from jaxgen.config import sibling
+from jaxgen.core.config import sibling
 
 gan_config = sibling(__file__, "gan_fashion_mnist").get_config
 

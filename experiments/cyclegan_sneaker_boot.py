@@ -10,7 +10,7 @@ python -m jaxgen.evaluate --workdir=runs/cg_shoes
 ARG (optional): "A,B", two other class ids, e.g. "0,6" (T-shirt/top <-> shirt).
 """
 
-from jaxgen.config import sibling
+from jaxgen.core.config import sibling
 from jaxgen.families.cyclegan import default_config
 
 invert = sibling(__file__, "cyclegan_fashion_invert")

@@ -9,7 +9,7 @@ class (without R1 the non-saturating GAN collapsed to one digit by step 2,000); 
 variants are the ablation's.
 """
 
-from jaxgen import sweep
+from jaxgen.cli import sweep
 from jaxgen.families.gan import default_config
 
 # Named multi-key options: each regulariser is a setting of several keys.

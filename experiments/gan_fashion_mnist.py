@@ -5,7 +5,7 @@ python -m jaxgen.evaluate --workdir=runs/gan_fmnist
 ARG (optional): LOSS[,REGULARISER] as in gan_digits.py, e.g. "non_saturating,none".
 """
 
-from jaxgen.config import sibling
+from jaxgen.core.config import sibling
 from jaxgen.families.gan import default_config
 
 apply_variant = sibling(__file__, "gan_digits").apply_variant

@@ -9,8 +9,8 @@ python -m jaxgen.sweep --config=experiments/gan_vanishing_gradients.py --workdir
 python -m jaxgen.report runs/gan_vanish --curve=g_grad_norm --split=train --at_steps=10,100,1000
 """
 
-from jaxgen import sweep
-from jaxgen.config import sibling
+from jaxgen.cli import sweep
+from jaxgen.core.config import sibling
 
 gan_config = sibling(__file__, "gan_digits").get_config
 

@@ -11,7 +11,7 @@ python -m jaxgen.sample --workdir=runs/text_digits \\
     --prompt="a bright 3" --prompt="a dark 3" --guidance=2 --num=16
 """
 
-from jaxgen.config import sibling, take_shared
+from jaxgen.core.config import sibling, take_shared
 from jaxgen.families.text_to_image import default_config
 
 ddpm_config = sibling(__file__, "ddpm_digits").get_config

@@ -20,7 +20,7 @@ python -m jaxgen.train --config=experiments/text_fashion_mnist.py:/models/sd-v1-
     --workdir=runs/text_fmnist_clip
 """
 
-from jaxgen.config import sibling, take_shared
+from jaxgen.core.config import sibling, take_shared
 from jaxgen.families.text_to_image import default_config
 
 ddpm_config = sibling(__file__, "ddpm_fashion_mnist").get_config

@@ -8,8 +8,8 @@ python -m jaxgen.report runs/text_guidance --metric=seen_brightness_accuracy \\
     --x=sample.guidance_scale
 """
 
-from jaxgen import sweep
-from jaxgen.config import sibling
+from jaxgen.cli import sweep
+from jaxgen.core.config import sibling
 
 text_digits_config = sibling(__file__, "text_digits").get_config
 

@@ -9,8 +9,8 @@ python -m jaxgen.report runs/text_guidance_fmnist --metric=seen_class_accuracy \
     --x=sample.guidance_scale
 """
 
-from jaxgen import sweep
-from jaxgen.config import sibling
+from jaxgen.cli import sweep
+from jaxgen.core.config import sibling
 
 text_fashion_config = sibling(__file__, "text_fashion_mnist").get_config
 

@@ -9,7 +9,7 @@ python -m jaxgen.train --config=experiments/text_ldm_fashion_mnist.py --workdir=
 python -m jaxgen.sample --workdir=runs/text_ldm --prompt="a dark sneaker" --guidance=4 --num=16
 """
 
-from jaxgen.config import sibling, take_shared
+from jaxgen.core.config import sibling, take_shared
 from jaxgen.families.text_to_image import latent_default_config
 
 ldm_config = sibling(__file__, "ldm_fashion_mnist").get_config

@@ -8,8 +8,8 @@ decoder axis switches the likelihood together with the data it is proper on
 (binarised pixels for Bernoulli, dequantised ones for the learned-variance Gaussian).
 """
 
-from jaxgen import sweep
-from jaxgen.config import sibling
+from jaxgen.cli import sweep
+from jaxgen.core.config import sibling
 
 fashion_mnist_config = sibling(__file__, "vae_fashion_mnist").get_config
 

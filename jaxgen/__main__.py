@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from jaxgen import cli
+from jaxgen.cli import common as cli
 
 COMMANDS = ("train", "sample", "evaluate", "translate", "sweep", "report", "keys",
             "import_pretrained", "export")

@@ -1,31 +1,12 @@
-"""python -m jaxgen.train --config=experiments/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE]
-
-Starts a run, or continues the one in DIR from its newest checkpoint. One trainer per
-workdir: a second one exits with code 2 naming the holder. SIGTERM or SIGINT ends the run
-after the step in flight with a checkpoint of that step and exit code 75 (rerun the same
-command to continue); a second signal exits at once.
-"""
-
-from __future__ import annotations
+"""`python -m jaxgen.train`: the command's entry point (its code: jaxgen/cli/train.py), and
+`jaxgen.train(config, workdir)`, the Python API's training call."""
 
 import sys
 import types
 
-from jaxgen import api, cli, parallel, workdir as workdir_lib
-
-
-def main(argv: list[str]) -> None:
-    flags, overrides = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
-    cli.init_runtime(flags, overrides)
-    workdir_lib.check_usable(flags.workdir, write=False)
-    config = cli.resolve_config(flags, overrides)
-    model = api.train(config, flags.workdir,
-                      config_from_workdir=cli.config_from_workdir(flags, overrides))
-    if parallel.is_primary():
-        print(f"trained to step {int(model.state.step)}; written in {flags.workdir}:",
-              flush=True)
-        for line in workdir_lib.contents(flags.workdir):
-            print("  " + line, flush=True)
+from jaxgen.cli.common import main_guard
+from jaxgen.cli.train import main
+from jaxgen.engine import api
 
 
 class _CallableModule(types.ModuleType):
@@ -40,4 +21,4 @@ _CallableModule.__call__.__doc__ = api.train.__doc__
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    main_guard(main)

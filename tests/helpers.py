@@ -177,7 +177,7 @@ def assert_kill_and_resume_match(tmp: str, config_args: list[str], steps: int,
 
 def assert_trained_only(workdir: str) -> None:
     """every_steps=0 means never: the run logged no test metrics and drew no pictures."""
-    from jaxgen.writers import read_metrics
+    from jaxgen.training.writers import read_metrics
     assert read_metrics(workdir, "train") and not read_metrics(workdir, "test")
     assert not os.path.isdir(os.path.join(workdir, "samples"))
 
@@ -208,7 +208,7 @@ def assert_devices_give_the_losses_of_one(tmp: str, config_args: list[str], step
     import jax
     import numpy as np
 
-    from jaxgen.writers import read_metrics
+    from jaxgen.training.writers import read_metrics
 
     rows, states = {}, {}
     for count in (1, devices):

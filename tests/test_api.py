@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import jaxgen
-import jaxgen.train  # the CLI module (python -m jaxgen.train): jaxgen.train must still train
-from jaxgen.config import ConfigError
+import jaxgen.cli.train  # the CLI module (python -m jaxgen.train): jaxgen.train must still train
+from jaxgen.core.config import ConfigError
 from tests.helpers import TINY
 
 

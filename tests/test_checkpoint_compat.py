@@ -31,12 +31,11 @@ def _copy(run: str, tmp_path) -> str:
 
 @pytest.mark.slow
 def test_an_older_gan_workdir_samples_and_continues_with_the_generator_ema_only(tmp_path):
-    from jaxgen import runs
-    from jaxgen.cli import parse, parser
+    from jaxgen.cli.common import parse, parser, restore
 
     workdir = _copy("gan", tmp_path)
     flags, overrides = parse(parser(""), [f"--workdir={workdir}"])
-    _, _, family, _, state = runs.restore(flags, overrides)
+    _, _, family, _, state = restore(flags, overrides)
     saved = _as_written("gan")
     assert set(saved["ema_params"]) == {"generator", "discriminator"}
     assert set(state.ema_params) == {"generator"}
@@ -62,12 +61,11 @@ def test_an_older_gan_workdir_samples_and_continues_with_the_generator_ema_only(
 
 
 def test_an_older_vae_workdir_restores_every_leaf_and_evaluates(tmp_path):
-    from jaxgen import runs
-    from jaxgen.cli import parse, parser
+    from jaxgen.cli.common import parse, parser, restore
 
     workdir = _copy("vae", tmp_path)
     flags, overrides = parse(parser(""), [f"--workdir={workdir}"])
-    _, _, _, _, state = runs.restore(flags, overrides)
+    _, _, _, _, state = restore(flags, overrides)
     saved = _as_written("vae")
     for field in ("params", "opt_state", "ema_params"):
         leaves = jax.tree.leaves(saved[field])
@@ -102,7 +100,7 @@ def test_keys_declared_after_a_workdir_was_written_take_the_values_their_absence
 def test_a_reader_lists_again_when_a_checkpoint_vanishes_while_it_opens(tmp_path, monkeypatch):
     """A trainer's max_to_keep can delete a checkpoint between Orbax listing the directory and
     reading that checkpoint's time; the reader opens again instead of failing."""
-    from jaxgen import checkpoint
+    from jaxgen.training import checkpoint
 
     (tmp_path / "checkpoints").mkdir()
     real = checkpoint.ocp.CheckpointManager

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from jaxgen import contract, workdir as workdir_lib
-from jaxgen.config import ConfigError, load
+from jaxgen.core import contract
+from jaxgen.training import workdir as workdir_lib
+from jaxgen.core.config import ConfigError, load
 from jaxgen.data import captions, sources
 from jaxgen.families import build
 from jaxgen.text.bpe import ClipTokenizer, PretrainedTextError

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen import image_pool
-from jaxgen import config_keys
-from jaxgen.config import ConfigError, load
+from jaxgen.families import image_pool
+from jaxgen.core import config_keys
+from jaxgen.core.config import ConfigError, load
 from jaxgen.data import sources
 from jaxgen.data.pipeline import TrainStream, eval_batches
 from jaxgen.data.sources import DatasetError, load_folder
 from jaxgen.families import build
 from jaxgen.losses import gan as gan_losses
-from jaxgen.runtime import INIT_COMPILER_OPTIONS
+from jaxgen.core.runtime import INIT_COMPILER_OPTIONS
 from jaxgen.models.cyclegan import PatchDiscriminator, ResnetGenerator, receptive_field
-from jaxgen.state import learning_rate_schedule
+from jaxgen.core.state import learning_rate_schedule
 from tests.helpers import (SMALL_EVAL, assert_resumes_exactly_on_any_device_count, final_state,
                            run_cli)
 

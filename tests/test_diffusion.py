@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, runs, trainer
-from jaxgen.config import ConfigError
+from jaxgen.cli import common as cli
+from jaxgen.engine import runs
+from jaxgen.training import trainer
+from jaxgen.core.config import ConfigError
 from jaxgen.data.sources import DataSpec
 from jaxgen.diffusion import schedules, timesteps
-from jaxgen.runtime import INIT_COMPILER_OPTIONS
+from jaxgen.core.runtime import INIT_COMPILER_OPTIONS
 from jaxgen.families import diffusion
 from jaxgen.eval.runner import generated_features
 from jaxgen.losses.likelihoods import discretized_gaussian_log_likelihood
@@ -33,7 +35,7 @@ TINY_DDPM = [
 
 def _prepare(tmp_path, *extra):
     flags, overrides = cli.parse(cli.parser(""), [*TINY_DDPM, f"--workdir={tmp_path}", *extra])
-    return runs.prepare(flags, overrides)
+    return cli.prepare(flags, overrides)
 
 
 def test_cosine_schedule_matches_the_formula_in_float64():
@@ -308,7 +310,7 @@ def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
         "--config.model.num_groups=8", "--config.model.num_timesteps=100",
         "--config.train.batch_size=64", "--config.train.ema_decay=0.0",
         "--config.eval.batch_size=64", "--config.sample.steps=10", f"--workdir={tmp_path}"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = cli.prepare(flags, overrides)
     t = trainer.Trainer(config, family, splits)
     state = t.init_state()
     batch = t.global_batch(t.stream.batch_at(0))
@@ -328,7 +330,7 @@ def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
     images = t.sample_images(state, 16)
     assert images.shape == (16, 8, 8, 1) and images.min() >= 0.0 and images.max() <= 1.0
     with pytest.raises(ConfigError, match="no trained run"):
-        runs.prepare(flags, [*overrides, f"model.autoencoder_workdir={tmp_path / 'none'}"])
+        cli.prepare(flags, [*overrides, f"model.autoencoder_workdir={tmp_path / 'none'}"])
 
     # The text-to-image variant on the same codes: prompts through cross-attention at 1x1.
     flags, overrides = cli.parse(cli.parser(""), [
@@ -339,7 +341,7 @@ def test_latent_diffusion_on_a_trained_autoencoder(tmp_path):
         "--config.model.num_timesteps=100", "--config.model.text_width=16",
         "--config.train.batch_size=64", "--config.train.ema_decay=0.0",
         "--config.sample.steps=10", f"--workdir={tmp_path / 'text'}"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = cli.prepare(flags, overrides)
     t = trainer.Trainer(config, family, splits)
     state = t.init_state()
     assert any("cross_attention" in jax.tree_util.keystr(path)
@@ -362,7 +364,7 @@ def test_classifier_free_guidance_raises_conditional_accuracy(tmp_path):
 
     def prepare(*extra):
         flags, overrides = cli.parse(cli.parser(""), [*cfg, f"--workdir={tmp_path}", *extra])
-        return runs.prepare(flags, overrides)
+        return cli.prepare(flags, overrides)
 
     config, splits, family = prepare()
     assert family.num_classes == 10 and family.label_dropout == 0.1
@@ -489,7 +491,7 @@ def test_the_vlb_objective_trains_the_mean_and_importance_sampling_fills_its_his
 
 
 def test_the_likelihood_recipe_puts_the_first_noise_level_below_the_bin_width():
-    from jaxgen import config as config_lib
+    from jaxgen.core import config as config_lib
     config = config_lib.load("experiments/ddpm_digits.py:likelihood")
     betas = schedules.cosine_betas(config.model.num_timesteps)
     bin_width = 2.0 / 16  # 17 grey levels over [-1, 1]

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxgen import cli, config as config_lib, runs
+from jaxgen.cli import common as cli
+from jaxgen.core import config as config_lib
+from jaxgen.engine import runs
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.runner import real_features
@@ -24,7 +26,7 @@ from tests.helpers import (ROOT, TINY, TRAINING_ONLY, checkpoint_steps, env_with
 @pytest.fixture(scope="module")
 def digits():
     flags, overrides = cli.parse(cli.parser(""), [*TINY, "--workdir=/nonexistent"])
-    config, splits, _ = runs.prepare(flags, overrides)
+    config, splits, _ = cli.prepare(flags, overrides)
     extractors = runs.load_extractors(config, splits)
 
     def features(images, labels=None):
@@ -54,8 +56,8 @@ def test_classifier_is_accurate_and_its_accuracy_is_recorded(digits):
 
 
 def test_classifier_cache_key_covers_only_what_decides_its_weights():
-    from jaxgen.config import load
-    from jaxgen.runs import classifier_directory
+    from jaxgen.core.config import load
+    from jaxgen.engine.runs import classifier_directory
     base = classifier_directory(load("experiments/vae_digits.py", []))
     # The cache key of the digits classifier since it was introduced: new config keys must
     # not send every user through a retraining.
@@ -96,7 +98,7 @@ def test_mode_coverage_of_the_test_split_and_of_one_class(digits):
 def test_the_real_column_is_test_images_the_classifier_never_saw(digits, monkeypatch):
     import jax.numpy as jnp
 
-    from jaxgen.config import load
+    from jaxgen.core.config import load
     from jaxgen.eval import runner
     splits, extractors, _ = digits
     test = splits["test"]
@@ -196,7 +198,8 @@ def test_inception_without_weights_fails_clearly(tmp_path):
 
 
 SWEEP = '''
-from jaxgen import config as config_lib, sweep
+from jaxgen.cli import sweep
+from jaxgen.core import config as config_lib
 
 def get_config():
     return config_lib.sibling({experiments!r} + "/vae_digits.py", "vae_digits").get_config()
@@ -292,7 +295,7 @@ def test_points_differing_only_in_evaluation_share_one_trained_workdir(tmp_path)
 
 
 def test_report_curve_tabulates_a_logged_metric_over_training_per_setting(tmp_path):
-    from jaxgen import report
+    from jaxgen.cli import report
     # Two settings x two seeds of hand-written training logs (no evaluation file).
     for loss, scale in (("minimax", 1.0), ("non_saturating", 10.0)):
         for seed in (0, 1):
@@ -314,7 +317,7 @@ def test_report_curve_tabulates_a_logged_metric_over_training_per_setting(tmp_pa
 
 
 def test_the_report_marks_a_bound_worse_than_the_pixel_histogram():
-    from jaxgen import report
+    from jaxgen.cli import report
     rows = [{"setting": {"model.x": name}, "seeds": 1, "metrics": {
         "vlb_bits_per_dim": (bits, float("nan")),
         "pixel_histogram_bits_per_dim": (2.42, float("nan"))}}
@@ -327,7 +330,7 @@ def test_the_report_marks_a_bound_worse_than_the_pixel_histogram():
 
 
 def test_the_report_puts_sample_counts_beside_sample_metrics(tmp_path):
-    from jaxgen import report
+    from jaxgen.cli import report
     for name, n in (("a", 500), ("b", 2000)):
         run = tmp_path / name
         run.mkdir()
@@ -342,7 +345,7 @@ def test_the_report_puts_sample_counts_beside_sample_metrics(tmp_path):
 
 
 def test_the_report_tabulates_chosen_keys_with_sampling_time_and_refuses_to_merge_runs(tmp_path):
-    from jaxgen import report
+    from jaxgen.cli import report
     for name, family, decoder in (("v", "vae", "bernoulli"), ("p", "pixelcnn", None)):
         run = tmp_path / name
         run.mkdir()

@@ -5,14 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, config as config_lib, latent, runs, state as state_lib, trainer
-from jaxgen.config import ConfigError
+from jaxgen.cli import common as cli
+from jaxgen.core import config as config_lib, state as state_lib
+from jaxgen.pictures import latent
+from jaxgen.training import trainer
+from jaxgen.core.config import ConfigError
 from tests.helpers import TINY, run_cli, train_tiny
 
 
 def _prepare(tmp_path, *extra, base=TINY):
     flags, overrides = cli.parse(cli.parser(""), [*base, f"--workdir={tmp_path}", *extra])
-    return runs.prepare(flags, overrides)
+    return cli.prepare(flags, overrides)
 
 
 # The AE's config has its own model and eval keys: its experiment, made tiny, on digits.
@@ -121,8 +124,8 @@ def test_two_dimensional_latent_gets_a_scatter_plot(tmp_path):
 
 
 def test_a_conditional_sample_grid_puts_class_k_in_column_k():
-    from jaxgen import viz
-    from jaxgen.contract import FamilyBase
+    from jaxgen.pictures import viz
+    from jaxgen.core.contract import FamilyBase
 
     class Conditional(FamilyBase):
         num_classes = 10
@@ -138,7 +141,7 @@ def test_a_conditional_sample_grid_puts_class_k_in_column_k():
 
 
 def test_loss_curves_show_the_test_loss_and_the_tracked_sample_metrics(tmp_path):
-    from jaxgen import viz
+    from jaxgen.pictures import viz
     rows = [{"split": "train", "step": s, "loss": 1.0 / s} for s in (10, 20, 30)]
     rows += [{"split": "test", "step": s, "loss": 1.2 / s, "fid": 50.0 / s, "recall": s / 40}
              for s in (15, 30)]
@@ -151,7 +154,7 @@ def test_loss_curves_show_the_test_loss_and_the_tracked_sample_metrics(tmp_path)
 def test_pictures_carry_their_labels_in_margins_beside_the_unchanged_image(tmp_path):
     from PIL import Image
 
-    from jaxgen import viz
+    from jaxgen.pictures import viz
     image = np.full((40, 60, 1), 128, np.uint8)
     out = viz.labelled(image, title="step 10, guidance 2.0", row_labels=["linear", "spherical"],
                        column_labels=["0", "0.5", "1"])
@@ -166,7 +169,7 @@ def test_pictures_carry_their_labels_in_margins_beside_the_unchanged_image(tmp_p
 def test_class_names_label_the_columns_of_a_grid_widened_to_fit_them(tmp_path):
     from PIL import Image
 
-    from jaxgen import viz
+    from jaxgen.pictures import viz
     from jaxgen.data.sources import FASHION_MNIST_CLASSES
     image = np.full((29 * 7 + 1, 29 * 10 + 1, 1), 128, np.uint8)  # 7 rows of 10 classes
     viz.save_png(str(tmp_path / "grid.png"), image, column_labels=FASHION_MNIST_CLASSES)
@@ -177,7 +180,8 @@ def test_class_names_label_the_columns_of_a_grid_widened_to_fit_them(tmp_path):
 def test_a_montage_shows_the_sample_grids_over_training(tmp_path):
     from PIL import Image
 
-    from jaxgen import training_pictures, viz
+    from jaxgen.pictures import viz
+    from jaxgen.training import pictures as training_pictures
     samples = tmp_path / "samples"
     for step in (100, 200, 300):
         viz.save_png(str(samples / f"step_{step:07d}.png"), np.full((8, 8, 1), step // 2,

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxgen import flops
+from jaxgen.core import flops
 
 
 def test_a_batched_matmul_is_two_flops_per_multiply_add():

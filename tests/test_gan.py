@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, runs, trainer
-from jaxgen.config import ConfigError
+from jaxgen.cli import common as cli
+from jaxgen.training import trainer
+from jaxgen.core.config import ConfigError
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.dcgan import SPECTRAL_STATS, Discriminator
 from jaxgen.families import gan
-from jaxgen.writers import read_metrics
-from jaxgen.runtime import INIT_COMPILER_OPTIONS
+from jaxgen.training.writers import read_metrics
+from jaxgen.core.runtime import INIT_COMPILER_OPTIONS
 from tests.helpers import SMALL_EVAL, assert_resumes_exactly_on_any_device_count, run_cli
 
 TINY_GAN = [
@@ -202,7 +203,7 @@ def test_an_unconditional_gan_samples_attribute_vectors_on_three_devices(tmp_pat
 def test_the_trainer_runs_a_gan_in_process(tmp_path):
     flags, overrides = cli.parse(cli.parser(""), [*TINY_GAN, f"--workdir={tmp_path}",
                                                   "--config.train.num_steps=20"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = cli.prepare(flags, overrides)
     state = trainer.train(config, str(tmp_path), family, splits)
     assert int(state.step) == 20
     assert set(state.params) == {"generator", "discriminator"}

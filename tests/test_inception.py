@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.config import ConfigError
+from jaxgen.core.config import ConfigError
 from jaxgen.eval import inception
 
 

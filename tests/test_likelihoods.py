@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.config import ConfigError
+from jaxgen.core.config import ConfigError
 from jaxgen.data.sources import DataSpec
 from jaxgen.models.autoencoder import Decoder, Encoder
 from jaxgen.losses import likelihoods as lk
-from jaxgen.rng import root_key_data
+from jaxgen.core.rng import root_key_data
 from tests.helpers import ROOT
 
 
@@ -31,7 +31,7 @@ def test_kl_is_zero_for_the_prior_itself():
 
 
 def _family():
-    from jaxgen.config import load
+    from jaxgen.core.config import load
     from jaxgen.families.vae import VAEFamily
     config = load(f"{ROOT}/experiments/vae_digits.py", ["model.features=(8,16)", "model.hidden=32",
                                                          "model.latent_dim=4"])
@@ -129,7 +129,7 @@ def test_decoder_likelihoods_against_numpy():
 
 
 def test_family_rejects_unknown_decoder():
-    from jaxgen.config import load
+    from jaxgen.core.config import load
     from jaxgen.families.vae import VAEFamily
     config = load(f"{ROOT}/experiments/vae_digits.py", ["model.decoder=poisson"])
     with pytest.raises(ConfigError, match="model.decoder"):
@@ -162,7 +162,7 @@ def test_the_learned_variance_floor_is_a_key_and_bounds_the_density():
 
 
 def test_the_discretised_decoder_reports_bits_per_dim_of_the_raw_pixels():
-    from jaxgen.config import load
+    from jaxgen.core.config import load
     from jaxgen.families.vae import VAEFamily
     config = load(f"{ROOT}/experiments/vae_digits.py",
                   ["model.decoder=discretized_gaussian", "data.binarize=False"])

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib
+from jaxgen.core import config as config_lib
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import build
 from jaxgen.losses import logistic_mixture as lm
-from jaxgen.writers import read_metrics
-from jaxgen.runtime import INIT_COMPILER_OPTIONS
+from jaxgen.training.writers import read_metrics
+from jaxgen.core.runtime import INIT_COMPILER_OPTIONS
 from tests.helpers import assert_resumes_exactly_on_any_device_count, run_cli
 
 TINY = ["--config=experiments/pixelcnn_digits.py", "--config.model.filters=8",

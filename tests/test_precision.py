@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgen import cli, runs, trainer
+from jaxgen.cli import common as cli
+from jaxgen.training import trainer
 
 VAE = ["--config=experiments/vae_digits.py", "--config.train.log_every_steps=50",
        "--config.eval.iwae_samples=0"]
@@ -15,7 +16,7 @@ VAE = ["--config=experiments/vae_digits.py", "--config.train.log_every_steps=50"
 def _trained_vae_losses(tmp_path, dtype: str, steps: int = 100):
     flags, overrides = cli.parse(cli.parser(""), [*VAE, f"--workdir={tmp_path / dtype}",
                                                   f"--config.train.compute_dtype={dtype}"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = cli.prepare(flags, overrides)
     t = trainer.Trainer(config, family, splits)
     state = t.init_state()
     losses = [t.evaluate(state)["neg_elbo"]]
@@ -43,7 +44,7 @@ def test_bfloat16_runs_every_convolution_and_matmul_of_a_diffusion_step_in_bfloa
     flags, overrides = cli.parse(cli.parser(""), [*TINY_DDPM, f"--workdir={tmp_path}",
                                                   "--config.train.compute_dtype=bfloat16",
                                                   "--config.model.learn_variance=True"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = cli.prepare(flags, overrides)
     t = trainer.Trainer(config, family, splits)
     state = t.abstract_state()  # traced, never compiled
     batch = t.global_batch(t.stream.batch_at(0))
@@ -70,7 +71,7 @@ def test_an_unknown_compute_dtype_is_a_config_error(tmp_path):
     flags, overrides = cli.parse(cli.parser(""), [*VAE, f"--workdir={tmp_path}",
                                                   "--config.train.compute_dtype=float16"])
     with pytest.raises(Exception, match="train.compute_dtype"):
-        runs.prepare(flags, overrides)
+        cli.prepare(flags, overrides)
 
 
 def test_rbg_dropout_masks_come_from_the_rng_bit_generator_and_repeat_for_a_key(tmp_path):
@@ -81,7 +82,7 @@ def test_rbg_dropout_masks_come_from_the_rng_bit_generator_and_repeat_for_a_key(
         flags, overrides = cli.parse(cli.parser(""), [
             *TINY_DDPM, f"--workdir={tmp_path / impl}", "--config.model.dropout=0.5",
             f"--config.train.dropout_prng={impl}"])
-        config, splits, family = runs.prepare(flags, overrides)
+        config, splits, family = cli.prepare(flags, overrides)
         t = trainer.Trainer(config, family, splits)
         # Off the zero-initialised output layer, through which no mask would show.
         params = jax.tree.map(lambda p: p + 0.05, t.init_state().params)

@@ -19,12 +19,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from jaxgen import cli, contract, pretrained, runs
+from jaxgen.cli import common as cli
+from jaxgen.core import contract
+from jaxgen import pretrained
+from jaxgen.engine import runs
 from jaxgen.data.sources import DataSpec
 from jaxgen.diffusion import schedules
 from jaxgen.families import build
 from jaxgen.pretrained import configs, unet_keys
-from jaxgen.state import TrainState
+from jaxgen.core.state import TrainState
 from scripts.make_diffusers_fixtures import DDPM_CIFAR10_PARAMETERS, SPECS, model_path
 from tests.helpers import ROOT, TRAINING_ONLY, final_state, run_cli
 
@@ -117,7 +120,7 @@ def test_every_key_of_the_full_size_ddpm_cifar10_unet_maps_to_ddpm_cifar10():
     with open(os.path.join(FIXTURES, "ddpm_cifar10_manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     model, shape, classes = configs.unet_settings(manifest["config"], "manifest")
-    from jaxgen import config as config_lib
+    from jaxgen.core import config as config_lib
     config = config_lib.load(os.path.join(ROOT, "experiments", "ddpm_cifar10.py"))
     # The experiment is Ho et al.'s network as diffusers has it, bar diffusers' dropout 0.
     for key in ("channels", "channel_mults", "num_res_blocks", "attention_resolutions",

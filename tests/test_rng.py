@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import cli, rng, runs, trainer
+from jaxgen.cli import common as cli
+from jaxgen.core import rng
+from jaxgen.training import trainer
 
 DRAWS = {
     "bits": lambda k, shape: jax.random.bits(k, shape),
@@ -47,7 +49,7 @@ def test_a_train_step_on_jaxgen_keys_is_that_on_jax_keys_bit_for_bit(tmp_path, m
             monkeypatch.setattr(rng, "THREEFRY", "threefry2x32")
         flags, overrides = cli.parse(cli.parser(""), [
             *TINY_DDPM, f"--workdir={tmp_path / impl}", "--config.model.dropout=0.3"])
-        config, splits, family = runs.prepare(flags, overrides)
+        config, splits, family = cli.prepare(flags, overrides)
         t = trainer.Trainer(config, family, splits)
         state = t.init_state()
         for step in range(2):

@@ -19,8 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import checkpoint as checkpoint_lib, cli, config as config_lib
-from jaxgen.families import trained
+from jaxgen.training import checkpoint as checkpoint_lib
+from jaxgen.cli import common as cli
+from jaxgen.core import config as config_lib
+from jaxgen.engine import restore as trained
 from tests.helpers import (ROOT, SMALL_EVAL, TINY, assert_same_state, checkpoint_steps,
                            env_with_devices, final_state, run_cli, start_cli,
                            start_train_processes, train_tiny, tree_snapshot,
@@ -129,7 +131,7 @@ def test_sigterm_to_one_host_stops_every_host_at_one_step(tmp_path):
 def test_a_second_signal_exits_at_once():
     script = textwrap.dedent("""
         import os, signal, time
-        from jaxgen import preemption
+        from jaxgen.training import preemption
         with preemption.StopSignals() as stop:
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)  # a duplicate delivery counts once
@@ -150,7 +152,7 @@ def test_a_second_signal_exits_at_once():
 def test_a_sweep_forwards_sigterm_to_its_trainer_and_resumes_exactly(tmp_path, straight):
     experiment = tmp_path / "one_point.py"
     experiment.write_text(textwrap.dedent(f"""
-        from jaxgen import config
+        from jaxgen.core import config
         def get_config():
             return config.load_module({os.path.join(ROOT, 'experiments', 'vae_digits.py')!r},
                                       'vae_digits').get_config()
@@ -404,7 +406,7 @@ def test_bad_training_input_is_one_line(case, tmp_path, capsys, experiment_with)
                     "idx_corrupt_gzip": "cannot read IDX file"}[case]
     elif case.startswith("get_config"):  # issue 39: raised while the config is built
         path = experiment_with(
-            "from jaxgen import config as config_lib\n\ndef get_config():\n"
+            "from jaxgen.core import config as config_lib\n\ndef get_config():\n"
             + {"get_config_name_error": "    return default_confg()\n",
                "get_config_returns_dict": "    return {'family': 'vae'}\n"}[case])
         args = [f"--config={path}"]

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-from jaxgen import runtime
+from jaxgen.core import runtime
 from tests.helpers import ROOT, TINY, env_with_devices, run_cli
 
 PROBE = """
 import os, sys
-from jaxgen import cli, runtime
+from jaxgen.cli import common as cli
+from jaxgen.core import runtime
 flags, overrides = cli.parse(cli.parser(""), sys.argv[1:])
 assert not runtime.backend_started()
 cli.init_runtime(flags, overrides)
@@ -88,7 +89,7 @@ def test_restart_hits_the_compile_cache_a_profile_is_written_piped_output_reads_
 
 
 def test_config_overrides_take_their_value_after_a_space_or_an_equals_sign():
-    from jaxgen import cli
+    from jaxgen.cli import common as cli
     _, overrides = cli.parse(cli.parser(""), ["--workdir=w", "--config.train.num_steps", "10",
                                               "--config.model.beta=2", "--config.seed", "-3"])
     assert overrides == ["train.num_steps=10", "model.beta=2", "seed=-3"]
@@ -97,7 +98,7 @@ def test_config_overrides_take_their_value_after_a_space_or_an_equals_sign():
 
 
 def test_help_lists_the_experiments_config_keys(capsys):
-    from jaxgen import cli, train
+    from jaxgen.cli import common as cli, train
     with pytest.raises(SystemExit):
         cli.parse(cli.parser(train.__doc__.splitlines()[0]),
                   ["--config=experiments/ddpm_digits.py", "--help"])
@@ -128,7 +129,7 @@ def test_the_console_command_runs_the_entry_points():
 def test_long_loops_log_their_progress_with_the_time_left(caplog):
     import logging
 
-    from jaxgen.progress import Progress
+    from jaxgen.core.progress import Progress
     progress = Progress("sampling", total=4, every_seconds=0.0)
     with caplog.at_level(logging.INFO, logger="jaxgen"):
         for done in range(1, 5):

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgen import config as config_lib
-from jaxgen import config_keys
-from jaxgen.state import learning_rate_schedule, make_optimizer
+from jaxgen.core import config as config_lib
+from jaxgen.core import config_keys
+from jaxgen.core.state import learning_rate_schedule, make_optimizer
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:

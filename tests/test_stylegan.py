@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.config import ConfigError
+from jaxgen.core.config import ConfigError
 from jaxgen.data.sources import DataSpec
 from jaxgen.eval import path_length
 from jaxgen.families import stylegan
 from jaxgen.models.stylegan import ModulatedConv, SynthesisNetwork, minibatch_stddev
-from jaxgen.runtime import INIT_COMPILER_OPTIONS
-from jaxgen.writers import read_metrics
+from jaxgen.core.runtime import INIT_COMPILER_OPTIONS
+from jaxgen.training.writers import read_metrics
 from tests.helpers import (SMALL_EVAL, TRAINING_ONLY, assert_resumes_exactly_on_any_device_count,
                            run_cli)
 
@@ -277,7 +277,7 @@ def test_a_conditional_model_samples_the_requested_classes(tmp_path):
 
 
 def test_style_pictures_group_styles_by_resolution():
-    from jaxgen.style_pictures import style_ranges
+    from jaxgen.pictures.style import style_ranges
     assert style_ranges(8) == {"coarse": range(0, 4), "middle": range(4, 6),
                                "fine": range(6, 8)}
     assert style_ranges(6) == {"coarse": range(0, 4), "fine": range(4, 6)}

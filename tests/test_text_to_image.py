@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import contract
-from jaxgen.config import ConfigError, load
+from jaxgen.core import contract
+from jaxgen.core.config import ConfigError, load
 from jaxgen.data import captions, sources
 from jaxgen.data.pipeline import TrainStream, eval_batches
 from jaxgen.diffusion import samplers

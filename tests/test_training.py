@@ -7,8 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgen import cli, runs, runtime, trainer
-from jaxgen.writers import read_metrics
+from jaxgen.cli import common as cli
+from jaxgen.core import runtime
+from jaxgen.training import trainer
+from jaxgen.training.writers import read_metrics
 from tests.helpers import (TINY, assert_kill_and_resume_match, final_state, run_cli,
                            start_train_processes, train_tiny, tree_snapshot)
 
@@ -26,7 +28,7 @@ def test_training_on_digits_lowers_the_test_neg_elbo(tmp_path):
                                                   "--config.train.num_steps=400",
                                                   "--config.eval.every_steps=400",
                                                   "--config.eval.num_examples=0"])
-    config, splits, family = runs.prepare(flags, overrides)
+    config, splits, family = cli.prepare(flags, overrides)
     before = trainer.Trainer(config, family, splits)
     initial = before.evaluate(before.init_state())["neg_elbo"]
     state = trainer.train(config, str(tmp_path), family, splits)
@@ -152,8 +154,8 @@ def test_a_checkpoint_from_before_a_new_state_field_restores_it_as_none(tmp_path
     import flax
     import jax.numpy as jnp
 
-    from jaxgen.checkpoint import Checkpointer
-    from jaxgen.state import TrainState
+    from jaxgen.training.checkpoint import Checkpointer
+    from jaxgen.core.state import TrainState
 
     @flax.struct.dataclass
     class EarlierTrainState:  # TrainState before model_state existed
@@ -193,13 +195,13 @@ def test_the_fast_compiled_initialisation_gives_the_default_levels_weights(exper
     # checks every shipped experiment at full size).
     import functools
 
-    from jaxgen import contract
-    from jaxgen.rng import root_key_data
+    from jaxgen.core import contract
+    from jaxgen.core.rng import root_key_data
     small = {"vae_digits": ["model.features=(8,16)", "model.hidden=32"],
              "gan_digits": []}[experiment]
     flags, overrides = cli.parse(cli.parser(""), [f"--config=experiments/{experiment}.py",
                                                   "--workdir=/nonexistent"])
-    config, splits, family = runs.prepare(flags, [*overrides, *small])
+    config, splits, family = cli.prepare(flags, [*overrides, *small])
     t = trainer.Trainer(config, family, splits)
     batch, key = t.global_batch(t.stream.batch_at(0)), root_key_data(config.seed)
     assert runtime.init_compiler_options(t.mesh) == runtime.INIT_COMPILER_OPTIONS  # on CPU

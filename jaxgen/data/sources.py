@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from jaxgen.data import captions, folder
-from jaxgen.quiet import only_errors
+from jaxgen.core.quiet import only_errors
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

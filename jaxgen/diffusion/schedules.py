@@ -11,7 +11,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError
+from jaxgen.core.config import ConfigError
 
 MAX_BETA = 0.999
 SCHEDULES = ("cosine", "linear", "scaled_linear")

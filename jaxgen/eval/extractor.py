@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import parallel
+from jaxgen.core import parallel
 from jaxgen.models.classifier import predict
 
 RECORD_FILE = "extractor.json"

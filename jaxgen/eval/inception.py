@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import parallel
-from jaxgen.config import ConfigError
+from jaxgen.core import parallel
+from jaxgen.core.config import ConfigError
 from jaxgen.eval import extractor as extractor_lib
 from jaxgen.eval.extractor import Extractor
 

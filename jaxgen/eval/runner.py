@@ -19,12 +19,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen import parallel
+from jaxgen.core import parallel
 from jaxgen.data.pipeline import eval_batches
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.extractor import Extractor
-from jaxgen.progress import Progress
+from jaxgen.core.progress import Progress
 
 # (b, labels int32 [P] batch-sharded) -> batch b of samples [P, H, W, C] in [0, 1],
 # batch-sharded, P the batch size padded to the devices (`parallel.padded`; rows past the

@@ -26,7 +26,7 @@ import numpy as np
 from jaxgen.data.sources import Split
 from jaxgen.eval import metrics
 from jaxgen.eval.extractor import Extractor
-from jaxgen.progress import Progress
+from jaxgen.core.progress import Progress
 
 # (images [N, H, W, C] in [0, 1], direction "ab" or "ba") -> translations, same shape.
 Translate = Callable[[np.ndarray, str], np.ndarray]

@@ -17,9 +17,9 @@ import importlib
 import inspect
 import os
 
-from jaxgen import config as config_lib, contract
-from jaxgen import config_keys
-from jaxgen.config import ConfigError
+from jaxgen.core import config as config_lib, contract
+from jaxgen.core import config_keys
+from jaxgen.core.config import ConfigError
 
 FAMILIES = {
     "ae": "jaxgen.families.ae:AEFamily",
@@ -82,28 +82,28 @@ def _not_a_factory(name: str, factory, why: str) -> ConfigError:
                        "a family is a class or function called as Factory(config, data_spec)")
 
 
-def _construct(name: str, factory, config, data_spec):
-    """factory(config, data_spec), or ConfigError when `factory` cannot be called so: a value
-    such as 'os:getcwd' names something importable that is no family factory."""
+def _construct(name: str, factory, config, data_spec, **runs):
+    """factory(config, data_spec[, runs=...]), or ConfigError when `factory` cannot be called
+    so: a value such as 'os:getcwd' names something importable that is no family factory."""
     if not callable(factory):
         raise _not_a_factory(name, factory, "is not callable")
     try:
-        inspect.signature(factory).bind(config, data_spec)
+        inspect.signature(factory).bind(config, data_spec, **runs)
     except TypeError as e:
         raise _not_a_factory(name, factory, f"takes other arguments ({e})") from None
     except ValueError:  # a builtin without a signature: the call itself tells
         pass
     try:
-        return factory(config, data_spec)
+        return factory(config, data_spec, **runs)
     except TypeError as e:
         if e.__traceback__.tb_next is None:  # raised by the call, not inside a Python factory
             raise _not_a_factory(name, factory, f"refused the call ({e})") from None
         raise
 
 
-def build(config, data_spec, from_workdir: bool = False):
-    """The family `config.family` names, built for data of `data_spec`; checked against the
-    contract. from_workdir: the config was read from a workdir (see the module docstring)."""
+def factory_of(config, from_workdir: bool = False):
+    """The class (or function) `config.family` names, imported; ConfigError for an unknown
+    name, or a family outside jaxgen named by a workdir's config and not trusted."""
     target = FAMILIES.get(config.family, config.family)
     module_name, sep, attribute = target.partition(":")
     if not sep:
@@ -117,7 +117,32 @@ def build(config, data_spec, from_workdir: bool = False):
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"cannot load family '{config.family}': {e}") from None
-    family = _construct(config.family, factory, config, data_spec)
+    return factory
+
+
+def runs_needed(factory, config) -> dict[str, str]:
+    """{config key: workdir} of the trained runs the family builds on (`contract.BuildsOnRuns`);
+    {} for most families."""
+    return factory.runs_needed(config) if isinstance(factory, contract.BuildsOnRuns) else {}
+
+
+def build(config, data_spec, from_workdir: bool = False, runs=None):
+    """The family `config.family` names, built for data of `data_spec`; checked against the
+    contract. from_workdir: the config was read from a workdir (see the module docstring).
+    runs: {config key: contract.TrainedRun} of the runs it builds on (`runs_needed`), as
+    `jaxgen.engine.restore.build_family` restores them."""
+    factory = factory_of(config, from_workdir)
+    needed = runs_needed(factory, config)
+    if needed:
+        missing = sorted(set(needed) - set(runs or {}))
+        if missing:
+            raise ConfigError(f"family '{config.family}' builds on trained runs "
+                              f"({', '.join(missing)}): build it with "
+                              "jaxgen.engine.restore.build_family, which restores them")
+        family = _construct(config.family, factory, config, data_spec,
+                            runs={key: runs[key] for key in needed})
+    else:
+        family = _construct(config.family, factory, config, data_spec)
     missing = contract.missing_members(family)
     if missing:
         raise ConfigError(f"family '{config.family}' does not fulfil the family contract "

@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import FRACTION, POSITIVE, POSITIVE_ENTRIES, Key
-from jaxgen.contract import FamilyBase, new_state
+from jaxgen.core import config as config_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import FRACTION, POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.core.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.diffusion import schedules
 from jaxgen.diffusion.process import GaussianProcess
 from jaxgen.models.classifier import ConvClassifier
-from jaxgen.state import TrainState, apply_gradients, make_optimizer
+from jaxgen.core.state import TrainState, apply_gradients, make_optimizer
 
 KEYS = {
     "model.features": Key((32, 64), "widths of the conv stages", check=POSITIVE_ENTRIES),

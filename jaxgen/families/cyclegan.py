@@ -20,15 +20,16 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib, image_pool
-from jaxgen import config_keys
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
-from jaxgen.contract import FamilyBase, new_state
+from jaxgen.core import config as config_lib
+from jaxgen.families import image_pool
+from jaxgen.core import config_keys
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.core.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import gan as gan_losses
 from jaxgen.models.cyclegan import PatchDiscriminator, ResnetGenerator
-from jaxgen.state import TrainState, make_optimizer, update_player
+from jaxgen.core.state import TrainState, make_optimizer, update_player
 
 ADVERSARIAL_LOSSES = ("least_squares", "non_saturating")
 # Instance normalisation of a map of few pixels divides by the spread of a handful of values:

@@ -9,6 +9,7 @@ on an autoencoder's codes through the four space hooks below.
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import chex
 import jax
@@ -16,17 +17,16 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
-from jaxgen.contract import FamilyBase, bits_per_dim, new_state
+from jaxgen.core import config as config_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.core.contract import Classifier, FamilyBase, TrainedRun, bits_per_dim, new_state
 from jaxgen.data.ranges import clip_to_range
 from jaxgen.data.sources import DataSpec
 from jaxgen.diffusion import samplers, schedules, timesteps
 from jaxgen.diffusion.process import PREDICTIONS, GaussianProcess
-from jaxgen.families import trained
 from jaxgen.models.unet import UNet
-from jaxgen.state import TrainState, apply_gradients, make_optimizer
+from jaxgen.core.state import TrainState, apply_gradients, make_optimizer
 
 LOSSES = ("simple", "vlb")
 
@@ -103,8 +103,10 @@ class DiffusionFamily(FamilyBase):
     value_range = "symmetric"
     clip_x0 = True  # pixels live in [-1, 1]; predicted x0 is clipped there when sampling
 
-    def __init__(self, config: ml_collections.ConfigDict, data: DataSpec):
+    def __init__(self, config: ml_collections.ConfigDict, data: DataSpec,
+                 runs: Mapping[str, TrainedRun] | None = None):
         config_lib.check_keys(config, self.keys)
+        type(self).runs_needed(config)  # a subclass's refusals come first
         m, s = config.model, config.sample
         if not 1 <= s.steps <= m.num_timesteps:
             raise ConfigError(f"sample.steps must be in 1..{m.num_timesteps}, got {s.steps}")
@@ -153,11 +155,17 @@ class DiffusionFamily(FamilyBase):
         self.num_levels = data.max_value + 1
         self.guidance_classifier = None
         if s.classifier_scale:
-            self.guidance_classifier = self._load_classifier(s.classifier_workdir)
+            self.guidance_classifier = self._guidance_classifier(
+                runs["sample.classifier_workdir"], s.classifier_workdir)
 
-    def _load_classifier(self, workdir: str):
-        run = trained.load(workdir, "sample.classifier_workdir")
-        if not getattr(run.family, "time_conditioned", False):
+    @classmethod
+    def runs_needed(cls, config) -> dict[str, str]:
+        """Classifier guidance's noisy classifier (`contract.BuildsOnRuns`)."""
+        s = config.sample
+        return {"sample.classifier_workdir": s.classifier_workdir} if s.classifier_scale else {}
+
+    def _guidance_classifier(self, run: TrainedRun, workdir: str):
+        if not (isinstance(run.family, Classifier) and run.family.time_conditioned):
             raise ConfigError(f"sample.classifier_workdir: '{workdir}' holds a "
                               f"{run.config.family}, not a noisy_classifier")
         mine = (self.config.model.schedule, self.num_timesteps)

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib
-from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
-from jaxgen.contract import FamilyBase, new_state
+from jaxgen.core import config as config_lib
+from jaxgen.core.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.core.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import gan as gan_losses
 from jaxgen.models.dcgan import SPECTRAL_STATS, Discriminator, Generator
-from jaxgen.state import TrainState, make_optimizer, update_player
+from jaxgen.core.state import TrainState, make_optimizer, update_player
 
 KEYS = {
     "model.latent_dim": Key(64, "size of z", check=POSITIVE),

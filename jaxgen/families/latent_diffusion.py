@@ -9,18 +9,21 @@ denoiser with the same time embedding, normalisation and conditioning.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import config as config_lib, latent
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import Key
-from jaxgen.contract import LatentModel
+from jaxgen.core import config as config_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import Key
+from jaxgen.core.contract import LatentModel, TrainedRun
 from jaxgen.data.ranges import clip_to_range, to_model_range
 from jaxgen.data.sources import DataSpec
-from jaxgen.families import diffusion, trained
+from jaxgen.families import diffusion
+from jaxgen.pictures import latent
 
 SCALE_EXAMPLES = 4096  # training images whose codes set the scale factor
 
@@ -51,16 +54,24 @@ class LatentDiffusionFamily(diffusion.DiffusionFamily):
     keys = KEYS
     clip_x0 = False  # scaled codes are unbounded
 
-    def __init__(self, config: ml_collections.ConfigDict, data: DataSpec):
+    @classmethod
+    def runs_needed(cls, config) -> dict[str, str]:
+        """The autoencoder whose codes are diffused, and what diffusion builds on."""
+        if not config.model.autoencoder_workdir:
+            raise ConfigError("latent_diffusion needs model.autoencoder_workdir, a trained "
+                              "ae or vae run")
+        return {"model.autoencoder_workdir": config.model.autoencoder_workdir,
+                **super().runs_needed(config)}
+
+    def __init__(self, config: ml_collections.ConfigDict, data: DataSpec,
+                 runs: Mapping[str, TrainedRun] | None = None):
         config_lib.check_keys(config, self.keys)
         if config.model.learn_variance or config.model.loss == "vlb":
             raise ConfigError("model.learn_variance and model.loss=vlb train on the bound, "
                               "whose decoder term is one of pixels: latent diffusion keeps the "
                               "simple loss and the fixed variance")
-        if not config.model.autoencoder_workdir:
-            raise ConfigError("latent_diffusion needs model.autoencoder_workdir, a trained "
-                              "ae or vae run")
-        run = trained.load(config.model.autoencoder_workdir, "model.autoencoder_workdir")
+        type(self).runs_needed(config)
+        run = runs["model.autoencoder_workdir"]
         if not isinstance(run.family, LatentModel):
             raise ConfigError(f"model.autoencoder_workdir holds a {run.config.family}, which "
                               "has no encoder")
@@ -82,7 +93,7 @@ class LatentDiffusionFamily(diffusion.DiffusionFamily):
                                 self.value_range)
         codes = jax.jit(self._encode)(jnp.asarray(images))
         self.scale = float(1.0 / np.std(np.asarray(codes)))
-        super().__init__(config, data)
+        super().__init__(config, data, runs)
 
     def _encode(self, images):
         return latent.encode_mean(self.autoencoder, self.ae_params, images)

@@ -19,14 +19,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import FRACTION, POSITIVE, Key
-from jaxgen.contract import FamilyBase, bits_per_dim, new_state
+from jaxgen.core import config as config_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import FRACTION, POSITIVE, Key
+from jaxgen.core.contract import FamilyBase, bits_per_dim, new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import logistic_mixture
 from jaxgen.models.pixelcnn import PixelCNNPP
-from jaxgen.state import TrainState, apply_gradients, make_optimizer
+from jaxgen.core.state import TrainState, apply_gradients, make_optimizer
 
 KEYS = {
     "data.binarize": Key(False, "the mixture is a distribution over the grey levels"),

@@ -24,16 +24,16 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib, rng as rng_lib
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Check, Key
-from jaxgen.contract import new_state
+from jaxgen.core import config as config_lib, rng as rng_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Check, Key
+from jaxgen.core.contract import new_state
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import gan
 from jaxgen.losses import gan as gan_losses
 from jaxgen.models.stylegan import (UPSAMPLING, StyleDiscriminator, StyleGenerator,
                                     num_style_inputs)
-from jaxgen.state import TrainState
+from jaxgen.core.state import TrainState
 
 PROBABILITY = Check(lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
 FIXED_NOISE_SEED = 0  # the noise of from_latents and the pictures

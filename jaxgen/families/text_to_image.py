@@ -22,9 +22,9 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-from jaxgen import config as config_lib
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, Key
+from jaxgen.core import config as config_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, Key
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import diffusion, latent_diffusion
 from jaxgen.models.transformer import TextEncoder
@@ -84,14 +84,18 @@ class TextConditioning:
 
     guidance_training = "model.prompt_dropout > 0"
 
-    def __init__(self, config, data: DataSpec):
-        config_lib.check_keys(config, self.keys)
-        if not data.vocab_size:
-            raise ConfigError(f"family '{config.family}' needs captioned data (data.captions)")
+    @classmethod
+    def runs_needed(cls, config) -> dict[str, str]:
         if config.sample.classifier_scale:
             raise ConfigError("sample.classifier_scale: classifier guidance is for class "
                               "labels; prompts use classifier-free guidance "
                               "(sample.guidance_scale)")
+        return super().runs_needed(config)
+
+    def __init__(self, config, data: DataSpec, runs=None):
+        config_lib.check_keys(config, self.keys)
+        if not data.vocab_size:
+            raise ConfigError(f"family '{config.family}' needs captioned data (data.captions)")
         if config.model.text_width % config.model.text_heads:
             raise ConfigError(f"model.text_heads={config.model.text_heads} does not divide "
                               f"model.text_width={config.model.text_width}")
@@ -101,7 +105,7 @@ class TextConditioning:
         self.frozen_text = None
         if config.model.text_encoder:
             self.frozen_text = self._read_text_encoder(config, data)
-        super().__init__(config, data)
+        super().__init__(config, data, runs)
 
     @staticmethod
     def _read_text_encoder(config, data: DataSpec):

@@ -15,15 +15,15 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import config as config_lib
-from jaxgen.config import ConfigError
-from jaxgen.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
-from jaxgen.contract import FamilyBase, bits_per_dim, new_state
+from jaxgen.core import config as config_lib
+from jaxgen.core.config import ConfigError
+from jaxgen.core.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
+from jaxgen.core.contract import FamilyBase, bits_per_dim, new_state
 from jaxgen.data.ranges import clip_to_range
 from jaxgen.data.sources import DataSpec
 from jaxgen.losses import likelihoods as lk
 from jaxgen.models.autoencoder import AutoEncoder
-from jaxgen.state import TrainState, apply_gradients, make_optimizer
+from jaxgen.core.state import TrainState, apply_gradients, make_optimizer
 
 KEYS = {
     "model.latent_dim": Key(16, "size of z", check=POSITIVE),

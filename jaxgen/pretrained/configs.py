@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from jaxgen.config import ConfigError
+from jaxgen.core.config import ConfigError
 from jaxgen.pretrained.unet_keys import Architecture
 
 

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from jaxgen.config import ConfigError
+from jaxgen.core.config import ConfigError
 
 PAD, UNK, START = "<pad>", "<unk>", "<start>"
 SPECIALS = (PAD, UNK, START)

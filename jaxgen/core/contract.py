@@ -14,6 +14,7 @@ labels, bits/dim); a family outside jaxgen may subclass it or implement the prot
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping, Protocol, runtime_checkable
 
@@ -21,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen import precision, rng as rng_lib
-from jaxgen.state import TrainState, averaged_params
+from jaxgen.core import precision, rng as rng_lib
+from jaxgen.core.state import TrainState, averaged_params
 
 Batch = Mapping[str, jax.Array]
 Metrics = Mapping[str, jax.Array]
@@ -155,6 +156,41 @@ class PromptModel(Protocol):
 
     def prompt_condition(self, tokens: jax.Array, labels: jax.Array | None = None) -> Any:
         """tokens int32 [B, L] of the run's tokenizer (0: padding) -> a condition."""
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A trained run read back from its workdir (`jaxgen.engine.restore.load`): its config,
+    data splits, family and newest readable TrainState (replicated over the mesh)."""
+    config: Any
+    splits: Mapping[str, Any]
+    family: Any
+    state: TrainState
+
+
+@runtime_checkable
+class BuildsOnRuns(Protocol):
+    """A family built on other trained runs, which it uses frozen (classifier guidance's noisy
+    classifier, latent diffusion's autoencoder). The engine restores the runs its class names
+    and hands them to the constructor, Factory(config, data, runs={config key: TrainedRun}):
+    a family's constructor reads no disk."""
+
+    @classmethod
+    def runs_needed(cls, config) -> dict[str, str]:
+        """{config key: workdir} of the runs a family of `config` builds on (ConfigError for a
+        config that names none where it needs one)."""
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A classifier of images, of noised images x_t at timestep t when time_conditioned
+    (p(y | x_t, t), the classifier of classifier guidance)."""
+    time_conditioned: bool
+    num_labels: int
+
+    def logits(self, params: Any, images: jax.Array, t: jax.Array | None = None,
+               train: bool = False, rng: jax.Array | None = None) -> jax.Array:
+        """images [B, H, W, C] (and t [B]) -> logits [B, num_labels]."""
 
 
 class FamilyBase:

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax import lax
 
-from jaxgen.config import ConfigError
-from jaxgen.quiet import only_errors
+from jaxgen.core.config import ConfigError
+from jaxgen.core.quiet import only_errors
 
 log = logging.getLogger(__name__)
 

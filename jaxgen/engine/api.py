@@ -26,12 +26,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import config as config_lib, evaluate as evaluate_lib, families, latent, parallel
-from jaxgen import runs, runtime, trainer as trainer_lib, workdir as workdir_lib
-from jaxgen.contract import LatentModel, PromptModel
+from jaxgen.core import config as config_lib, parallel
+from jaxgen.engine import evaluation
+from jaxgen import families
+from jaxgen.pictures import latent
+from jaxgen.engine import runs
+from jaxgen.core import runtime
+from jaxgen.training import trainer as trainer_lib, workdir as workdir_lib
+from jaxgen.core.contract import LatentModel, PromptModel
 from jaxgen.data import captions
 from jaxgen.data.ranges import to_model_range, to_unit_range
-from jaxgen.families import trained
+from jaxgen.engine import restore as trained
 
 
 def load_config(spec: str, overrides: Mapping[str, Any] | Sequence[str] = ()
@@ -154,7 +159,7 @@ class Model:
         if num_examples is not None:
             overrides["eval.num_examples"] = num_examples
         model = self._with(overrides)
-        return evaluate_lib.evaluate(model.config, model.splits, model.family, model.trainer,
+        return evaluation.evaluate(model.config, model.splits, model.family, model.trainer,
                                      model.state, self.workdir, output)
 
     def _latent_family(self) -> LatentModel:

@@ -33,8 +33,8 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxgen import config as config_lib
-from jaxgen.checkpoint import Checkpointer
+from jaxgen.core import config as config_lib
+from jaxgen.training.checkpoint import Checkpointer
 from jaxgen.text.saved import from_json as tokenizer_from_json, same_vocabulary
 from jaxgen.text.tokenizer import TokenizerError
 

@@ -13,8 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxgen import workdir as workdir_lib
-from jaxgen.config import ConfigError
+from jaxgen.training import workdir as workdir_lib
+from jaxgen.core.config import ConfigError
 
 log = logging.getLogger("jaxgen")
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from jaxgen.config_keys import BASE_KEYS, Check, Key, Keys
+from jaxgen.core.config_keys import BASE_KEYS, Check, Key, Keys
 
 
 class ConfigError(ValueError):

@@ -1,26 +1,30 @@
-"""Trained runs, read back from their workdirs: what `sample` and `evaluate` restore, and the
-frozen networks a family builds on (the classifier of classifier guidance, the autoencoder of
-latent diffusion), which its config names by workdir."""
+"""Families built with the trained runs they build on, and trained runs read back from their
+workdirs: what `sample` and `evaluate` restore, and the frozen networks a family builds on
+(the classifier of classifier guidance, the autoencoder of latent diffusion), which its config
+names by workdir (`contract.BuildsOnRuns`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import ml_collections
 
-from jaxgen import contract, parallel, workdir as workdir_lib
-from jaxgen.config import ConfigError
+from jaxgen import families
+from jaxgen.core import contract, parallel
+from jaxgen.core.config import ConfigError
+from jaxgen.core.contract import TrainedRun
 from jaxgen.data import sources
-from jaxgen.families import build, complete
+from jaxgen.families import complete
+from jaxgen.training import workdir as workdir_lib
 
 
-@dataclasses.dataclass
-class TrainedRun:
-    config: ml_collections.ConfigDict
-    splits: dict[str, sources.Split]
-    family: Any
-    state: Any  # the newest readable checkpoint's TrainState, replicated over the mesh
+def build_family(config: ml_collections.ConfigDict, data: sources.DataSpec,
+                 from_workdir: bool = False) -> Any:
+    """`families.build` with the trained runs the family names restored and handed in."""
+    factory = families.factory_of(config, from_workdir)
+    runs = {key: load(workdir, key)
+            for key, workdir in families.runs_needed(factory, config).items()}
+    return families.build(config, data, from_workdir, runs)
 
 
 def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | None = None,
@@ -38,7 +42,7 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
         splits = sources.from_config(config.data)
     if family is None:
         try:
-            family = build(config, sources.DataSpec.of(splits["train"]), from_workdir)
+            family = build_family(config, sources.DataSpec.of(splits["train"]), from_workdir)
         except ConfigError as e:
             raise ConfigError(f"{prefix}{e}") from None
     try:

@@ -8,7 +8,6 @@ function), the trainer never imports a family or the evaluator (it receives hook
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -19,18 +18,19 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen import cli, config as config_lib, contract, families, latent, parallel, pretrained
-from jaxgen import config_keys
-from jaxgen import rng as rng_lib
-from jaxgen import trainer as trainer_lib, workdir as workdir_lib
-from jaxgen.contract import Sampler
+from jaxgen import families, pretrained
+from jaxgen.core import config as config_lib, config_keys, contract, parallel, rng as rng_lib
+from jaxgen.core.contract import Sampler
+from jaxgen.core.state import TrainState
 from jaxgen.data import captions, sources
 from jaxgen.data.ranges import to_unit_range
+from jaxgen.engine import restore
 from jaxgen.eval import (extractor as extractor_lib, inception, path_length, prompts, runner,
                          translation)
 from jaxgen.eval.extractor import Extractor
-from jaxgen.families import build, classifier, trained
-from jaxgen.state import TrainState
+from jaxgen.families import classifier
+from jaxgen.pictures import latent
+from jaxgen.training import trainer as trainer_lib, workdir as workdir_lib
 
 log = logging.getLogger("jaxgen")
 
@@ -46,25 +46,8 @@ def prepare_config(config: ml_collections.ConfigDict, from_workdir: bool = False
                                      f"{len(splits['train'])} training examples")
     if config.data.binarize and config.data.dequantize:
         raise config_lib.ConfigError("data.binarize and data.dequantize exclude each other")
-    return splits, build(config, sources.DataSpec.of(splits["train"]), from_workdir)
-
-
-def prepare(flags: argparse.Namespace, overrides: list[str]):
-    """(config, splits, family) from the command line, every value checked; then the workdir
-    must be writable (train, sample and evaluate all write to it). Nothing is written before
-    the checks pass."""
-    workdir_lib.check_usable(flags.workdir, write=False)
-    config = cli.resolve_config(flags, overrides)
-    splits, family = prepare_config(config, cli.config_from_workdir(flags, overrides))
-    workdir_lib.check_usable(flags.workdir, write=True)
-    return config, splits, family
-
-
-def restore(flags: argparse.Namespace, overrides: list[str]):
-    """(config, splits, family, trainer, state) of the workdir's newest checkpoint."""
-    config, splits, family = prepare(flags, overrides)
-    run = trained.load(flags.workdir, config=config, splits=splits, family=family)
-    return config, splits, family, trainer_lib.Trainer(config, family, splits), run.state
+    return splits, restore.build_family(config, sources.DataSpec.of(splits["train"]),
+                                        from_workdir)
 
 
 # The evaluation classifier: trained by the trainer on first use, cached for every run on
@@ -162,7 +145,7 @@ def evaluation_classifier(config: ml_collections.ConfigDict,
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
         try:
-            run = trained.load(directory, config=c, splits=splits, family=family)
+            run = restore.load(directory, config=c, splits=splits, family=family)
         except config_lib.ConfigError:
             raise config_lib.ConfigError(
                 f"the evaluation classifier in {directory} has no readable checkpoint; "
@@ -384,7 +367,7 @@ def load_pretrained(folder: pretrained.Folder, config: ml_collections.ConfigDict
         raise pretrained.PretrainedError(f"{folder.path}: num_class_embeds={embeds} leaves no "
                                          f"class beside the null label")
     data = sources.DataSpec(folder.image_shape, num_classes, 255)
-    family = build(config, data)
+    family = restore.build_family(config, data)
     shapes = jax.eval_shape(family.init, jax.random.key(0),
                             contract.example_batch(data.image_shape)).params
     params = pretrained.to_flax(folder.tensors, config.model, data.image_shape[0], shapes,

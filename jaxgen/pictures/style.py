@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import latent, viz
+from jaxgen.pictures import latent, viz
 
 TRUNCATION_PSIS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
 

@@ -10,9 +10,10 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxgen import parallel, viz
-from jaxgen import workdir as workdir_lib
-from jaxgen.writers import Writer, read_metrics
+from jaxgen.core import parallel
+from jaxgen.pictures import viz
+from jaxgen.training import workdir as workdir_lib
+from jaxgen.training.writers import Writer, read_metrics
 
 MONTAGE_GRIDS = 8
 

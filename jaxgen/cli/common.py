@@ -16,11 +16,13 @@ from typing import Callable
 
 import ml_collections
 
-from jaxgen import config as config_lib, families, parallel, runtime, workdir as workdir_lib
-from jaxgen import config_keys
+from jaxgen import families
+from jaxgen.core import config as config_lib, config_keys, parallel, runtime
 from jaxgen.data.sources import DatasetError
-from jaxgen.periodic import NonFiniteLossError
-from jaxgen.trainer import Preempted
+from jaxgen.engine import restore as restore_lib, runs
+from jaxgen.training import workdir as workdir_lib
+from jaxgen.training.periodic import NonFiniteLossError
+from jaxgen.training.trainer import Preempted, Trainer
 
 # Exit codes (documented in the README): 2 bad input or environment (one line on stderr),
 # 3 a non-finite loss, 75 preempted by SIGTERM/SIGINT with a checkpoint written (EX_TEMPFAIL:
@@ -157,6 +159,24 @@ def config_from_workdir(flags: argparse.Namespace, overrides: list[str]) -> bool
     """Whether resolve_config's family came from the workdir's config.json rather than from
     the user (an experiment file, a --config.family override)."""
     return not flags.config and not any(o.startswith("family=") for o in overrides)
+
+
+def prepare(flags: argparse.Namespace, overrides: list[str]):
+    """(config, splits, family) from the command line, every value checked; then the workdir
+    must be writable (train, sample and evaluate all write to it). Nothing is written before
+    the checks pass."""
+    workdir_lib.check_usable(flags.workdir, write=False)
+    config = resolve_config(flags, overrides)
+    splits, family = runs.prepare_config(config, config_from_workdir(flags, overrides))
+    workdir_lib.check_usable(flags.workdir, write=True)
+    return config, splits, family
+
+
+def restore(flags: argparse.Namespace, overrides: list[str]):
+    """(config, splits, family, trainer, state) of the workdir's newest checkpoint."""
+    config, splits, family = prepare(flags, overrides)
+    run = restore_lib.load(flags.workdir, config=config, splits=splits, family=family)
+    return config, splits, family, Trainer(config, family, splits), run.state
 
 
 def main_guard(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:

@@ -23,20 +23,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen import config as config_lib, contract, flops, parallel, preemption, runtime
-from jaxgen import training_pictures, viz
-from jaxgen import workdir as workdir_lib
-from jaxgen.checkpoint import Checkpointer
-from jaxgen.contract import Family, Sampler, Translator
+from jaxgen.core import config as config_lib, contract, flops, parallel, runtime
+from jaxgen.training import preemption
+from jaxgen.pictures import viz
+from jaxgen.training import pictures as training_pictures
+from jaxgen.training import workdir as workdir_lib
+from jaxgen.training.checkpoint import Checkpointer
+from jaxgen.core.contract import Family, Sampler, Translator
 from jaxgen.data.pipeline import TrainStream, eval_batches
 from jaxgen.data.ranges import to_model_range, to_unit_range
 from jaxgen.data.sources import Split
-from jaxgen.periodic import (PROFILE_AFTER, Every, ProfileWindow,
+from jaxgen.training.periodic import (PROFILE_AFTER, Every, ProfileWindow,
                              TrainMetrics, run_actions)
-from jaxgen.progress import Progress
-from jaxgen.rng import as_key, purpose_key, root_key_data
-from jaxgen.state import TrainState, averaged_params, ema_decay_at, ema_update
-from jaxgen.writers import Writer
+from jaxgen.core.progress import Progress
+from jaxgen.core.rng import as_key, purpose_key, root_key_data
+from jaxgen.core.state import TrainState, averaged_params, ema_decay_at, ema_update
+from jaxgen.training.writers import Writer
 
 log = logging.getLogger("jaxgen")
 

@@ -15,11 +15,11 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jaxgen import flops, parallel
-from jaxgen import workdir as workdir_lib
-from jaxgen.checkpoint import Checkpointer
-from jaxgen.state import learning_rate_schedule
-from jaxgen.writers import Writer
+from jaxgen.core import flops, parallel
+from jaxgen.training import workdir as workdir_lib
+from jaxgen.training.checkpoint import Checkpointer
+from jaxgen.core.state import learning_rate_schedule
+from jaxgen.training.writers import Writer
 
 log = logging.getLogger("jaxgen")
 
