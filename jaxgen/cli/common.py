@@ -24,7 +24,7 @@ from jaxgen.training import workdir as workdir_lib
 from jaxgen.training.periodic import NonFiniteLossError
 from jaxgen.training.trainer import Preempted, Trainer
 
-# Exit codes (documented in the README): 2 bad input or environment (one line on stderr),
+# Exit codes (documented in docs/clusters.md): 2 bad input or environment (one line on stderr),
 # 3 a non-finite loss, 75 preempted by SIGTERM/SIGINT with a checkpoint written (EX_TEMPFAIL:
 # requeue and rerun the same command), 130 interrupted before training started.
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_PREEMPTED, EXIT_INTERRUPTED = 2, 3, 75, 130
@@ -118,11 +118,12 @@ def init_runtime(flags: argparse.Namespace, overrides: list[str],
     logging.getLogger("absl").setLevel(logging.CRITICAL)
     sys.unraisablehook = _without_aborted_io(sys.unraisablehook)
     config = resolve_config(flags, overrides) if config is None else config
-    runtime.configure(config.train.get("deterministic", True))
+    runtime.configure(config.train.deterministic)
 
     if flags.multihost or flags.coordinator_address:
         parallel.initialize_distributed(flags.coordinator_address, flags.num_processes,
                                         flags.process_id)
+        runtime.without_cache_for_cpu_collectives()
 
 
 def _without_aborted_io(hook):

@@ -71,6 +71,17 @@ def configure(deterministic: bool) -> bool:
     return in_effect
 
 
+def without_cache_for_cpu_collectives() -> None:
+    """Turns the persistent compilation cache off in a multi-process job on CPU, after
+    `jax.distributed.initialize`: a train step whose cross-process collectives (gloo) were
+    loaded from the cache, instead of compiled in this job, deadlocked in its first step
+    (measured: tests/test_training.py's two-process run hung after the multi-host SIGTERM
+    test had cached the same step; it passes with the cache off). GPU and TPU jobs keep it."""
+    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        jax.config.update("jax_enable_compilation_cache", False)
+        log.info("multi-process CPU job: the persistent compilation cache is off")
+
+
 # At XLA:CPU's default optimisation level, compiling the initialisation (threefry and the
 # initialisers of every parameter) was half of a cold start: 17 s of 35 for ddpm_fashion_mnist.
 # Level 1 compiles it several times faster into bit-identical weights for every shipped
