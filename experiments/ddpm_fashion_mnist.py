@@ -1,5 +1,5 @@
 """DDPM on Fashion-MNIST (28x28), sized for 2 CPU cores: 3,000 steps take ~40 min there (169-191
-images/s); the README's guidance figures continue the "cfg" variant to 9,000 steps
+images/s); docs/diffusion.md's guidance figures continue the "cfg" variant to 9,000 steps
 (cfg_guidance_fashion_mnist.py). On a GPU, raise model.channels to 64 and train.num_steps to 20000.
 
 python -m jaxgen.train --config=experiments/ddpm_fashion_mnist.py --workdir=runs/ddpm_fmnist

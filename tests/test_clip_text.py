@@ -17,7 +17,7 @@ from jaxgen.core import contract
 from jaxgen.training import workdir as workdir_lib
 from jaxgen.core.config import ConfigError, load
 from jaxgen.data import captions, sources
-from jaxgen.families import build
+from jaxgen.engine.restore import build_family
 from jaxgen.text.bpe import ClipTokenizer, PretrainedTextError
 from jaxgen.text.clip import ClipTextEncoder
 from jaxgen.text.saved import from_json, same_vocabulary
@@ -136,7 +136,7 @@ def test_a_text_family_trains_through_a_frozen_clip_encoder():
     splits = sources.from_config(config.data)
     tokenizer = captions.tokenizer_of(splits["train"])
     assert isinstance(tokenizer, ClipTokenizer)
-    family = build(config, sources.DataSpec.of(splits["train"]))
+    family = build_family(config, sources.DataSpec.of(splits["train"]))
     batch = {"image": jnp.asarray(splits["train"].images[:8], jnp.float32) / 16.0 * 2 - 1,
              "label": jnp.asarray(splits["train"].labels[:8]),
              "tokens": jnp.asarray(splits["train"].tokens[:8, 0])}
@@ -163,7 +163,7 @@ def test_a_frozen_encoder_needs_its_tokenizer():
     config = frozen_config(tokenizer="words")
     splits = sources.from_config(config.data)
     with pytest.raises(ConfigError, match="set data.tokenizer"):
-        build(config, sources.DataSpec.of(splits["train"]))
+        build_family(config, sources.DataSpec.of(splits["train"]))
 
 
 def test_train_and_sample_a_prompt_with_a_frozen_clip_encoder(tmp_path):

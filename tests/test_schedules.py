@@ -15,10 +15,9 @@ from jaxgen.core.state import learning_rate_schedule, make_optimizer
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict({"learning_rate": 1e-3, "num_steps": 1000, "warmup_steps": 0,
-                                   "lr_schedule": "constant", "lr_end_fraction": 0.0,
-                                   "grad_clip_norm": 0.0, "weight_decay": 0.0})
-    c.update(overrides)
+    """The base config's train section (every declared key at its default), overridden."""
+    c = config_lib.base_config().train
+    c.update({"learning_rate": 1e-3, "num_steps": 1000, **overrides})
     return c
 
 

@@ -1,8 +1,8 @@
-"""python -m jaxgen.keys [FAMILY ...] [--check README.md | --write README.md]
+"""python -m jaxgen.keys [FAMILY ...] [--check docs/keys.md | --write docs/keys.md]
 
 The config keys each family declares (its `KEYS`: default, meaning, allowed values) as
 Markdown tables: the same declaration that sets the defaults and validates a config. With
---write, replaces the README's generated key list; with --check, exits 1 if it is stale.
+--write, replaces the generated key list of docs/keys.md; with --check, exits 1 if it is stale.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import sys
 from jaxgen.core import config as config_lib
 from jaxgen.families import FAMILIES, family_keys
 
-BEGIN, END = "<!-- config keys: python -m jaxgen.keys --write README.md -->", "<!-- end keys -->"
+BEGIN, END = ("<!-- config keys: python -m jaxgen.keys --write docs/keys.md -->",
+              "<!-- end keys -->")
 
 
 def tables(names: list[str]) -> str:
     parts = []
     for name in names:
         title = "Every experiment" if name == "base" else f"`family = \"{name}\"`"
-        parts.append(f"#### {title}\n\n{config_lib.keys_table(family_keys(name))}")
+        parts.append(f"### {title}\n\n{config_lib.keys_table(family_keys(name))}")
     return "\n\n".join(parts)
 
 

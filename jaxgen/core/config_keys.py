@@ -1,7 +1,7 @@
 """The declared config keys: `Key` (default, meaning, check) and the keys every experiment has.
 
 A family declares its own keys the same way (`Family.keys`); `python -m jaxgen.keys` writes the
-README's tables from these declarations, and `jaxgen.config` validates against them.
+tables of docs/keys.md from these declarations, and `jaxgen.core.config` validates against them.
 """
 
 from __future__ import annotations
@@ -98,6 +98,28 @@ def source_keys(prefix: str, **defaults: Any) -> dict[str, Key]:
     return {prefix + name: dataclasses.replace(key, default=defaults[name])
             if name in defaults else key for name, key in SOURCE_KEYS.items()}
 
+
+# Key groups that several families share, each declared once here; a family takes a group at
+# its own defaults (`config.with_defaults(GROUP, **{key: default})`).
+
+# Two players, each with its own rate, sharing Adam's betas (GANs, StyleGAN2, CycleGAN).
+ADVERSARIAL_OPTIMIZER_KEYS: dict[str, Key] = {
+    "train.learning_rate": Key(2e-4, "the generator's learning rate (CycleGAN: both "
+                                     "generators')", check=NON_NEGATIVE),
+    "train.discriminator_learning_rate": Key(2e-4, "the discriminator's learning rate "
+                                                   "(CycleGAN: both discriminators')",
+                                             check=NON_NEGATIVE),
+    "train.adam_b1": Key(0.5, "Adam beta1 of both players"),
+    "train.adam_b2": Key(0.999, "Adam beta2 of both players"),
+}
+
+# The R1 penalty on the discriminator's gradient at real data (Mescheder et al. 2018).
+R1_KEYS: dict[str, Key] = {
+    "model.r1_gamma": Key(0.0, "R1 penalty gamma/2 E||grad_x D(x)||^2 on real data (0: off)",
+                          check=NON_NEGATIVE),
+    "model.r1_interval": Key(1, "lazy regularisation (Karras et al. 2020, sec. 3.1): R1 on one "
+                                "step in r1_interval, weighted by r1_interval", check=POSITIVE),
+}
 
 BASE_KEYS: dict[str, Key] = {
     "family": Key("", "a registered family (python -m jaxgen.keys lists them) or "

@@ -168,17 +168,40 @@ class TrainedRun:
     state: TrainState
 
 
+# The kinds of frozen input the engine loads (`jaxgen.engine.restore.FROZEN_LOADERS`):
+# "run", a trained jaxgen workdir (handed in as a TrainedRun); "clip_text_encoder", a Hugging
+# Face CLIP text encoder folder (a `jaxgen.text.clip.ClipTextEncoder`).
+FROZEN_KINDS = ("run", "clip_text_encoder")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenInput:
+    """Something a family builds on and never trains: its kind (FROZEN_KINDS) and path."""
+    kind: str
+    path: str
+
+
 @runtime_checkable
-class BuildsOnRuns(Protocol):
-    """A family built on other trained runs, which it uses frozen (classifier guidance's noisy
-    classifier, latent diffusion's autoencoder). The engine restores the runs its class names
-    and hands them to the constructor, Factory(config, data, runs={config key: TrainedRun}):
-    a family's constructor reads no disk."""
+class BuildsOnFrozenInputs(Protocol):
+    """A family built on frozen inputs: trained runs (classifier guidance's noisy classifier,
+    latent diffusion's autoencoder) or pretrained weights (a CLIP text encoder). Its class names
+    them; the engine loads each and hands them to the constructor,
+    Factory(config, data, frozen={config key: the loaded input}): a family's constructor reads
+    no disk."""
 
     @classmethod
-    def runs_needed(cls, config) -> dict[str, str]:
-        """{config key: workdir} of the runs a family of `config` builds on (ConfigError for a
+    def frozen_inputs_needed(cls, config) -> dict[str, FrozenInput]:
+        """{config key: FrozenInput} of what a family of `config` builds on (ConfigError for a
         config that names none where it needs one)."""
+
+
+@runtime_checkable
+class RecordsFrozenFiles(Protocol):
+    """A family whose frozen pretrained weights are files outside the workdir, recorded there
+    by their SHA-256 (`workdir.check_frozen_inputs`)."""
+
+    def frozen_inputs(self) -> dict[str, list[str]]:
+        """{config key: files}."""
 
 
 @runtime_checkable
@@ -214,12 +237,12 @@ class FamilyBase:
     def run(self, module, variables: dict, *args, **kwargs):
         """module.apply in the run's compute dtype (`train.compute_dtype`), float32 out; the
         rngs (dropout's) of the run's generator (`train.dropout_prng`)."""
-        impl = self.config.train.get("dropout_prng", "threefry")
+        impl = self.config.train.dropout_prng
         if kwargs.get("rngs") and impl != "threefry":
             kwargs["rngs"] = {name: rng_lib.with_impl(key, impl)
                               for name, key in kwargs["rngs"].items()}
         return precision.apply(module, variables, *args,
-                               dtype=self.config.train.get("compute_dtype", "float32"), **kwargs)
+                               dtype=self.config.train.compute_dtype, **kwargs)
 
     def labels(self, batch: Batch) -> jax.Array | None:
         """The batch's labels when the networks are conditioned on them, else None."""

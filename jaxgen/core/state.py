@@ -72,14 +72,14 @@ def learning_rate_schedule(train_config, peak: float | None = None) -> float | o
     (or at the end of the warmup if later). A constant rate without warmup
     stays a float, so the optimiser state is that of runs saved before schedules existed."""
     peak = train_config.learning_rate if peak is None else peak
-    kind = train_config.get("lr_schedule", "constant")
-    warmup = train_config.get("warmup_steps", 0)
+    kind = train_config.lr_schedule
+    warmup = train_config.warmup_steps
     if kind == "constant" and warmup == 0:
         return peak
-    end = peak * train_config.get("lr_end_fraction", 0.0)
+    end = peak * train_config.lr_end_fraction
     # Decay starts after the warmup, or later at decay_start_step (CycleGAN holds the rate
     # for the first half of training, Zhu et al. 2017, sec. 7).
-    decay_start = max(warmup, train_config.get("decay_start_step", 0))
+    decay_start = max(warmup, train_config.decay_start_step)
     decay_steps = max(train_config.num_steps - decay_start, 1)
     decay = {
         "constant": optax.constant_schedule(peak),

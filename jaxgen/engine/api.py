@@ -26,17 +26,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgen.core import config as config_lib, parallel
-from jaxgen.engine import evaluation
 from jaxgen import families
-from jaxgen.pictures import latent
-from jaxgen.engine import runs
-from jaxgen.core import runtime
-from jaxgen.training import trainer as trainer_lib, workdir as workdir_lib
+from jaxgen.core import config as config_lib, parallel, runtime
 from jaxgen.core.contract import LatentModel, PromptModel
 from jaxgen.data import captions
 from jaxgen.data.ranges import to_model_range, to_unit_range
-from jaxgen.engine import restore as trained
+from jaxgen.engine import evaluation, restore, runs
+from jaxgen.pictures import latent
+from jaxgen.training import trainer as trainer_lib, workdir as workdir_lib
 
 
 def load_config(spec: str, overrides: Mapping[str, Any] | Sequence[str] = ()
@@ -64,7 +61,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         if parallel.is_primary():
             if splits["train"].tokens is not None:
                 workdir_lib.write_tokenizer(workdir, captions.tokenizer_of(splits["train"]))
-            workdir_lib.check_frozen_inputs(workdir, getattr(family, "frozen_inputs", dict)(),
+            workdir_lib.check_frozen_inputs(workdir, restore.frozen_files(family),
                                             write=True)
             workdir_lib.write_config(workdir, config)
             workdir_lib.append_run_record(workdir)
@@ -79,7 +76,7 @@ def load(workdir: str, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Mod
     config = families.complete(workdir_lib.read_config(workdir))
     if overrides:
         config = _overridden(config, overrides)
-    run = trained.load(workdir, config=config)
+    run = restore.load(workdir, config=config)
     return Model(workdir, run.config, run.splits, run.family, run.state)
 
 

@@ -1,7 +1,7 @@
-"""Families built with the trained runs they build on, and trained runs read back from their
-workdirs: what `sample` and `evaluate` restore, and the frozen networks a family builds on
-(the classifier of classifier guidance, the autoencoder of latent diffusion), which its config
-names by workdir (`contract.BuildsOnRuns`)."""
+"""Families built with the frozen inputs they name (`contract.BuildsOnFrozenInputs`: trained
+runs such as classifier guidance's classifier and latent diffusion's autoencoder, pretrained
+weights such as a CLIP text encoder), and trained runs read back from their workdirs: what
+`sample` and `evaluate` restore."""
 
 from __future__ import annotations
 
@@ -12,19 +12,28 @@ import ml_collections
 from jaxgen import families
 from jaxgen.core import contract, parallel
 from jaxgen.core.config import ConfigError
-from jaxgen.core.contract import TrainedRun
+from jaxgen.core.contract import FrozenInput, TrainedRun
 from jaxgen.data import sources
 from jaxgen.families import complete
+from jaxgen.text.clip import ClipTextEncoder
 from jaxgen.training import workdir as workdir_lib
 
 
 def build_family(config: ml_collections.ConfigDict, data: sources.DataSpec,
                  from_workdir: bool = False) -> Any:
-    """`families.build` with the trained runs the family names restored and handed in."""
+    """`families.build` with the frozen inputs the family names loaded and handed in."""
     factory = families.factory_of(config, from_workdir)
-    runs = {key: load(workdir, key)
-            for key, workdir in families.runs_needed(factory, config).items()}
-    return families.build(config, data, from_workdir, runs)
+    frozen = {key: load_frozen(key, wanted)
+              for key, wanted in families.frozen_inputs_needed(factory, config).items()}
+    return families.build(config, data, from_workdir, frozen)
+
+
+def load_frozen(key: str, wanted: FrozenInput) -> Any:
+    """The frozen input the config key `key` names, loaded (FROZEN_LOADERS)."""
+    if wanted.kind not in FROZEN_LOADERS:
+        raise ConfigError(f"{key}: unknown kind of frozen input '{wanted.kind}' (known: "
+                          f"{', '.join(FROZEN_LOADERS)})")
+    return FROZEN_LOADERS[wanted.kind](wanted.path, key)
 
 
 def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | None = None,
@@ -46,8 +55,7 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
         except ConfigError as e:
             raise ConfigError(f"{prefix}{e}") from None
     try:
-        workdir_lib.check_frozen_inputs(workdir, getattr(family, "frozen_inputs", dict)(),
-                                        write=False)
+        workdir_lib.check_frozen_inputs(workdir, frozen_files(family), write=False)
     except ConfigError as e:
         raise ConfigError(f"{prefix}{e}") from None
     spec = sources.DataSpec.of(splits["train"])
@@ -60,3 +68,15 @@ def load(workdir: str, purpose: str = "", config: ml_collections.ConfigDict | No
         raise ConfigError(f"{prefix}no readable checkpoint in '{workdir}/"
                           f"{workdir_lib.CHECKPOINTS}'")
     return TrainedRun(config, splits, family, restored[0])
+
+
+def frozen_files(family: Any) -> dict[str, list[str]]:
+    """{config key: files} of the family's frozen pretrained weights (`RecordsFrozenFiles`)."""
+    return family.frozen_inputs() if isinstance(family, contract.RecordsFrozenFiles) else {}
+
+
+# How each kind of frozen input (`contract.FROZEN_KINDS`) is loaded: (path, config key) -> it.
+FROZEN_LOADERS = {
+    "run": lambda path, key: load(path, key),
+    "clip_text_encoder": lambda path, key: ClipTextEncoder(path),
+}

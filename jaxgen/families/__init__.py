@@ -83,7 +83,7 @@ def _not_a_factory(name: str, factory, why: str) -> ConfigError:
 
 
 def _construct(name: str, factory, config, data_spec, **runs):
-    """factory(config, data_spec[, runs=...]), or ConfigError when `factory` cannot be called
+    """factory(config, data_spec[, frozen=...]), or ConfigError when `factory` cannot be called
     so: a value such as 'os:getcwd' names something importable that is no family factory."""
     if not callable(factory):
         raise _not_a_factory(name, factory, "is not callable")
@@ -120,27 +120,29 @@ def factory_of(config, from_workdir: bool = False):
     return factory
 
 
-def runs_needed(factory, config) -> dict[str, str]:
-    """{config key: workdir} of the trained runs the family builds on (`contract.BuildsOnRuns`);
-    {} for most families."""
-    return factory.runs_needed(config) if isinstance(factory, contract.BuildsOnRuns) else {}
+def frozen_inputs_needed(factory, config) -> dict[str, contract.FrozenInput]:
+    """{config key: FrozenInput} the family builds on (`contract.BuildsOnFrozenInputs`); {} for
+    most families."""
+    if isinstance(factory, contract.BuildsOnFrozenInputs):
+        return factory.frozen_inputs_needed(config)
+    return {}
 
 
-def build(config, data_spec, from_workdir: bool = False, runs=None):
+def build(config, data_spec, from_workdir: bool = False, frozen=None):
     """The family `config.family` names, built for data of `data_spec`; checked against the
     contract. from_workdir: the config was read from a workdir (see the module docstring).
-    runs: {config key: contract.TrainedRun} of the runs it builds on (`runs_needed`), as
-    `jaxgen.engine.restore.build_family` restores them."""
+    frozen: {config key: loaded input} of what it builds on (`frozen_inputs_needed`), as
+    `jaxgen.engine.restore.build_family` loads them."""
     factory = factory_of(config, from_workdir)
-    needed = runs_needed(factory, config)
+    needed = frozen_inputs_needed(factory, config)
     if needed:
-        missing = sorted(set(needed) - set(runs or {}))
+        missing = sorted(set(needed) - set(frozen or {}))
         if missing:
-            raise ConfigError(f"family '{config.family}' builds on trained runs "
+            raise ConfigError(f"family '{config.family}' builds on frozen inputs "
                               f"({', '.join(missing)}): build it with "
-                              "jaxgen.engine.restore.build_family, which restores them")
+                              "jaxgen.engine.restore.build_family, which loads them")
         family = _construct(config.family, factory, config, data_spec,
-                            runs={key: runs[key] for key in needed})
+                            frozen={key: frozen[key] for key in needed})
     else:
         family = _construct(config.family, factory, config, data_spec)
     missing = contract.missing_members(family)

@@ -64,11 +64,7 @@ KEYS = {
                                       "(0: off)", check=NON_NEGATIVE),
     "model.pool_size": Key(50, "generated images kept per domain for the discriminators "
                                "(0: the newest only)", check=NON_NEGATIVE),
-    "train.learning_rate": Key(2e-4, "the generators' learning rate", check=NON_NEGATIVE),
-    "train.discriminator_learning_rate": Key(2e-4, "the discriminators' learning rate",
-                                             check=NON_NEGATIVE),
-    "train.adam_b1": Key(0.5, "Adam beta1 of both players"),
-    "train.adam_b2": Key(0.999, "Adam beta2 of both players"),
+    **config_keys.ADVERSARIAL_OPTIMIZER_KEYS,  # the paper's Adam(0.5, 0.999) at 2e-4
     "train.lr_schedule": Key("linear", "after the warmup: constant, cosine or linear decay "
                                        "(the paper: constant for half, then linear to 0)",
                              choices=("constant", "cosine", "linear")),

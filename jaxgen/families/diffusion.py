@@ -9,7 +9,7 @@ on an autoencoder's codes through the four space hooks below.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import chex
 import jax
@@ -20,7 +20,8 @@ import optax
 from jaxgen.core import config as config_lib
 from jaxgen.core.config import ConfigError
 from jaxgen.core.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
-from jaxgen.core.contract import Classifier, FamilyBase, TrainedRun, bits_per_dim, new_state
+from jaxgen.core.contract import (Classifier, FamilyBase, FrozenInput, TrainedRun, bits_per_dim,
+                                  new_state)
 from jaxgen.data.ranges import clip_to_range
 from jaxgen.data.sources import DataSpec
 from jaxgen.diffusion import samplers, schedules, timesteps
@@ -104,9 +105,9 @@ class DiffusionFamily(FamilyBase):
     clip_x0 = True  # pixels live in [-1, 1]; predicted x0 is clipped there when sampling
 
     def __init__(self, config: ml_collections.ConfigDict, data: DataSpec,
-                 runs: Mapping[str, TrainedRun] | None = None):
+                 frozen: Mapping[str, Any] | None = None):
         config_lib.check_keys(config, self.keys)
-        type(self).runs_needed(config)  # a subclass's refusals come first
+        type(self).frozen_inputs_needed(config)  # a subclass's refusals come first
         m, s = config.model, config.sample
         if not 1 <= s.steps <= m.num_timesteps:
             raise ConfigError(f"sample.steps must be in 1..{m.num_timesteps}, got {s.steps}")
@@ -156,13 +157,15 @@ class DiffusionFamily(FamilyBase):
         self.guidance_classifier = None
         if s.classifier_scale:
             self.guidance_classifier = self._guidance_classifier(
-                runs["sample.classifier_workdir"], s.classifier_workdir)
+                frozen["sample.classifier_workdir"], s.classifier_workdir)
 
     @classmethod
-    def runs_needed(cls, config) -> dict[str, str]:
-        """Classifier guidance's noisy classifier (`contract.BuildsOnRuns`)."""
+    def frozen_inputs_needed(cls, config) -> dict[str, FrozenInput]:
+        """Classifier guidance's noisy classifier (`contract.BuildsOnFrozenInputs`)."""
         s = config.sample
-        return {"sample.classifier_workdir": s.classifier_workdir} if s.classifier_scale else {}
+        if not s.classifier_scale:
+            return {}
+        return {"sample.classifier_workdir": FrozenInput("run", s.classifier_workdir)}
 
     def _guidance_classifier(self, run: TrainedRun, workdir: str):
         if not (isinstance(run.family, Classifier) and run.family.time_conditioned):

@@ -16,6 +16,7 @@ import ml_collections
 import optax
 
 from jaxgen.core import config as config_lib
+from jaxgen.core import config_keys
 from jaxgen.core.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_ENTRIES, Key
 from jaxgen.core.contract import FamilyBase, new_state
 from jaxgen.data.sources import DataSpec
@@ -34,19 +35,12 @@ KEYS = {
                       choices=gan_losses.GENERATOR_LOSSES),
     "model.discriminator_steps": Key(1, "k discriminator updates per generator update",
                                      check=POSITIVE),
-    "model.r1_gamma": Key(0.0, "R1 penalty gamma/2 E||grad_x D(x)||^2 on real data (0: off)",
-                          check=NON_NEGATIVE),
-    "model.r1_interval": Key(1, "lazy regularisation (Karras et al. 2020, sec. 3.1): R1 on one "
-                                "step in r1_interval, weighted by r1_interval", check=POSITIVE),
+    **config_keys.R1_KEYS,
     "model.spectral_norm": Key(False, "spectral normalisation of every discriminator layer"),
     # Separate rates allow the two time-scale update rule (Heusel et al. 2017); a generator
     # rate of 0 freezes G while D learns (the vanishing-gradient experiment).
-    "train.learning_rate": Key(2e-4, "the generator's learning rate", check=NON_NEGATIVE),
-    "train.discriminator_learning_rate": Key(2e-4, "the discriminator's learning rate",
-                                             check=NON_NEGATIVE),
-    # DCGAN's Adam settings (Radford et al. 2016).
-    "train.adam_b1": Key(0.5, "Adam beta1 of both players"),
-    "train.adam_b2": Key(0.999, "Adam beta2 of both players"),
+    # DCGAN's Adam settings (Radford et al. 2016) are the group's defaults.
+    **config_keys.ADVERSARIAL_OPTIMIZER_KEYS,
     "train.ema_decay": Key(0.999, "EMA of the generator, which samples are drawn from"),
     "eval.num_examples": Key(2000, "test examples of the eval step (0: all)",
                              check=NON_NEGATIVE),
@@ -86,7 +80,7 @@ class GANFamily(FamilyBase):
         self.latent_dim = m.latent_dim
         self.discriminator_steps = m.discriminator_steps
         self.r1_gamma = m.r1_gamma
-        self.r1_interval = m.get("r1_interval", 1)
+        self.r1_interval = m.r1_interval
         self.spectral_norm = m.get("spectral_norm", False)
         self.num_classes = data.num_classes if m.conditional else 0
         self.generator, self.discriminator = self.networks(m, data)

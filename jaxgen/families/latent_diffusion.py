@@ -9,7 +9,7 @@ denoiser with the same time embedding, normalisation and conditioning.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ import numpy as np
 from jaxgen.core import config as config_lib
 from jaxgen.core.config import ConfigError
 from jaxgen.core.config_keys import Key
-from jaxgen.core.contract import LatentModel, TrainedRun
+from jaxgen.core.contract import FrozenInput, LatentModel, TrainedRun
 from jaxgen.data.ranges import clip_to_range, to_model_range
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import diffusion
@@ -55,23 +55,23 @@ class LatentDiffusionFamily(diffusion.DiffusionFamily):
     clip_x0 = False  # scaled codes are unbounded
 
     @classmethod
-    def runs_needed(cls, config) -> dict[str, str]:
+    def frozen_inputs_needed(cls, config) -> dict[str, FrozenInput]:
         """The autoencoder whose codes are diffused, and what diffusion builds on."""
         if not config.model.autoencoder_workdir:
             raise ConfigError("latent_diffusion needs model.autoencoder_workdir, a trained "
                               "ae or vae run")
-        return {"model.autoencoder_workdir": config.model.autoencoder_workdir,
-                **super().runs_needed(config)}
+        return {"model.autoencoder_workdir": FrozenInput("run", config.model.autoencoder_workdir),
+                **super().frozen_inputs_needed(config)}
 
     def __init__(self, config: ml_collections.ConfigDict, data: DataSpec,
-                 runs: Mapping[str, TrainedRun] | None = None):
+                 frozen: Mapping[str, Any] | None = None):
         config_lib.check_keys(config, self.keys)
         if config.model.learn_variance or config.model.loss == "vlb":
             raise ConfigError("model.learn_variance and model.loss=vlb train on the bound, "
                               "whose decoder term is one of pixels: latent diffusion keeps the "
                               "simple loss and the fixed variance")
-        type(self).runs_needed(config)
-        run = runs["model.autoencoder_workdir"]
+        type(self).frozen_inputs_needed(config)
+        run: TrainedRun = frozen["model.autoencoder_workdir"]
         if not isinstance(run.family, LatentModel):
             raise ConfigError(f"model.autoencoder_workdir holds a {run.config.family}, which "
                               "has no encoder")
@@ -93,7 +93,7 @@ class LatentDiffusionFamily(diffusion.DiffusionFamily):
                                 self.value_range)
         codes = jax.jit(self._encode)(jnp.asarray(images))
         self.scale = float(1.0 / np.std(np.asarray(codes)))
-        super().__init__(config, data, runs)
+        super().__init__(config, data, frozen)
 
     def _encode(self, images):
         return latent.encode_mean(self.autoencoder, self.ae_params, images)

@@ -42,7 +42,12 @@ FIXED_NOISE_SEED = 0  # the noise of from_latents and the pictures
 _DCGAN_ONLY = ("model.generator_features", "model.discriminator_features", "model.spectral_norm")
 
 KEYS = {
-    **{name: key for name, key in gan.KEYS.items() if name not in _DCGAN_ONLY},
+    # StyleGAN2's recipe: lazy R1 (gamma 1, every 16 steps), rates 2e-3, Adam(0, 0.99).
+    **config_lib.with_defaults(
+        {name: key for name, key in gan.KEYS.items() if name not in _DCGAN_ONLY},
+        **{"model.r1_gamma": 1.0, "model.r1_interval": 16, "train.learning_rate": 2e-3,
+           "train.discriminator_learning_rate": 2e-3, "train.adam_b1": 0.0,
+           "train.adam_b2": 0.99}),
     "model.latent_dim": Key(512, "size of z", check=POSITIVE),
     "model.w_dim": Key(512, "size of w, the mapping network's output and width",
                        check=POSITIVE),
@@ -61,10 +66,6 @@ KEYS = {
                              check=POSITIVE),
     "model.style_mixing": Key(0.9, "probability of a batch mixing two w at a random layer",
                               check=PROBABILITY),
-    "model.r1_gamma": Key(1.0, "R1 penalty gamma/2 E||grad_x D(x)||^2 on real data (0: off)",
-                          check=NON_NEGATIVE),
-    "model.r1_interval": Key(16, "lazy R1: on one step in r1_interval, weighted by it",
-                             check=POSITIVE),
     "model.pl_weight": Key(0.0, "path-length regularisation weight (the paper: 2; 0: off)",
                            check=NON_NEGATIVE),
     "model.pl_interval": Key(4, "lazy path-length regularisation: one step in pl_interval",
@@ -75,12 +76,6 @@ KEYS = {
                                    check=Check(lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")),
     "model.w_avg_decay": Key(0.995, "the running mean of w: w_avg <- mean(w) + decay "
                                     "(w_avg - mean(w)) per step", check=PROBABILITY),
-    "train.learning_rate": Key(2e-3, "the generator's learning rate", check=NON_NEGATIVE),
-    "train.discriminator_learning_rate": Key(2e-3, "the discriminator's learning rate",
-                                             check=NON_NEGATIVE),
-    # StyleGAN2's Adam: beta1 = 0, beta2 = 0.99.
-    "train.adam_b1": Key(0.0, "Adam beta1 of both players"),
-    "train.adam_b2": Key(0.99, "Adam beta2 of both players"),
     "sample.truncation_psi": Key(1.0, "truncation trick: w_avg + psi (w - w_avg); 1: off",
                                  check=NON_NEGATIVE),
     "eval.ppl_samples": Key(2000, "perceptual path length: pairs per space (Z, W) in "

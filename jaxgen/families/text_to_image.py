@@ -17,7 +17,7 @@ well.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jaxgen.core import config as config_lib
 from jaxgen.core.config import ConfigError
 from jaxgen.core.config_keys import FRACTION, NON_NEGATIVE, POSITIVE, Key
+from jaxgen.core.contract import FrozenInput
 from jaxgen.data.sources import DataSpec
 from jaxgen.families import diffusion, latent_diffusion
 from jaxgen.models.transformer import TextEncoder
@@ -85,14 +86,18 @@ class TextConditioning:
     guidance_training = "model.prompt_dropout > 0"
 
     @classmethod
-    def runs_needed(cls, config) -> dict[str, str]:
+    def frozen_inputs_needed(cls, config) -> dict[str, FrozenInput]:
+        """A pretrained CLIP text encoder (model.text_encoder), and what the diffusion family
+        builds on."""
         if config.sample.classifier_scale:
             raise ConfigError("sample.classifier_scale: classifier guidance is for class "
                               "labels; prompts use classifier-free guidance "
                               "(sample.guidance_scale)")
-        return super().runs_needed(config)
+        text = config.model.text_encoder
+        return {**({"model.text_encoder": FrozenInput("clip_text_encoder", text)} if text else {}),
+                **super().frozen_inputs_needed(config)}
 
-    def __init__(self, config, data: DataSpec, runs=None):
+    def __init__(self, config, data: DataSpec, frozen: Mapping[str, Any] | None = None):
         config_lib.check_keys(config, self.keys)
         if not data.vocab_size:
             raise ConfigError(f"family '{config.family}' needs captioned data (data.captions)")
@@ -104,14 +109,14 @@ class TextConditioning:
         self.empty_tokens = jnp.asarray(data.empty_prompt, jnp.int32)  # [L]
         self.frozen_text = None
         if config.model.text_encoder:
-            self.frozen_text = self._read_text_encoder(config, data)
-        super().__init__(config, data, runs)
+            self.frozen_text = self._checked_text_encoder(
+                frozen["model.text_encoder"], config, data)
+        super().__init__(config, data, frozen)
 
     @staticmethod
-    def _read_text_encoder(config, data: DataSpec):
+    def _checked_text_encoder(encoder: ClipTextEncoder, config, data: DataSpec):
         """The frozen CLIP text encoder of model.text_encoder, checked against the data's
         tokens."""
-        encoder = ClipTextEncoder(config.model.text_encoder)
         if config.data.tokenizer == "words":
             raise ConfigError(f"model.text_encoder reads CLIP's BPE tokens: set data.tokenizer "
                               f"to its tokenizer folder (e.g. data.tokenizer="

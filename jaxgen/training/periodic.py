@@ -67,7 +67,7 @@ class TrainMetrics(Every):
                  on_log: Callable[[dict[str, float]], None], step_flops: int = 0):
         super().__init__(config.train.log_every_steps, self._flush)
         # MFU: the dense peak of every device for the compute dtype, where it is known.
-        peak = flops.peak_flops(jax.devices()[0], config.train.get("compute_dtype", "float32"))
+        peak = flops.peak_flops(jax.devices()[0], config.train.compute_dtype)
         self.step_flops = step_flops
         self.peak = peak * jax.device_count() if peak else None
         self.log_every = config.train.log_every_steps

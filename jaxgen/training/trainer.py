@@ -353,7 +353,7 @@ def _loop(trainer: Trainer, state: TrainState, compiled: tuple[Callable, int],
         actions.append(Every(config.sample.every_steps, translations))
     actions.append(Every(config.checkpoint.every_steps, lambda step, state: checkpointer.save(
         step, state, trainer.stream.position(step))))
-    profile = ProfileWindow(workdir, start + PROFILE_AFTER, config.train.get("profile_steps", 0))
+    profile = ProfileWindow(workdir, start + PROFILE_AFTER, config.train.profile_steps)
     with around_bar:
         try:
             for step in range(start, num_steps):
